@@ -1,0 +1,37 @@
+# Two entry points (see README): `make demo` trains the practical's NumPy MLP, `make test` runs the suite.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+DATA   ?=
+STAMP_DEMO := $(VENV)/.stamp-demo
+STAMP_TEST := $(VENV)/.stamp-test
+
+.PHONY: demo test lint bench clean
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(STAMP_DEMO): pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[digits]'
+	touch $@
+
+$(STAMP_TEST): pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[digits,torch,test]'
+	touch $@ $(STAMP_DEMO)
+
+demo: $(STAMP_DEMO)
+	$(PY) -m backproplab demo $(if $(DATA),--data_dir '$(DATA)')
+
+lint: $(STAMP_TEST)
+	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff format --check src tests benchmarks
+	$(PY) -m mypy
+
+test: lint
+	$(PY) -m pytest -n 2 --dist loadgroup
+
+bench: $(STAMP_TEST)
+	$(PY) benchmarks/mlp_numpy_vs_torch.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,37 @@
+"""The NumPy engine: modules with hand-derived backward passes that mirror ``torch.nn``.
+
+This package never imports torch.
+"""
+
+from backproplab.nn import init, optim
+from backproplab.nn.activations import ELU, ReLU, Tanh
+from backproplab.nn.flatten import Flatten
+from backproplab.nn.grad_mode import is_grad_enabled, no_grad
+from backproplab.nn.linear import Linear
+from backproplab.nn.losses import CrossEntropy, SoftmaxCrossEntropy
+from backproplab.nn.mlp import MLP
+from backproplab.nn.module import Module, Sequential
+from backproplab.nn.parameter import Parameter
+from backproplab.nn.serialization import load_npz, save_npz
+from backproplab.nn.softmax import Softmax
+
+__all__ = [
+    "ELU",
+    "MLP",
+    "CrossEntropy",
+    "Flatten",
+    "Linear",
+    "Module",
+    "Parameter",
+    "ReLU",
+    "Sequential",
+    "Softmax",
+    "SoftmaxCrossEntropy",
+    "Tanh",
+    "init",
+    "is_grad_enabled",
+    "load_npz",
+    "no_grad",
+    "optim",
+    "save_npz",
+]

@@ -1,0 +1,75 @@
+"""Element-wise activations: ELU, ReLU, Tanh (shape-preserving, any number of dimensions)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from backproplab.nn.module import Module, check_input
+
+
+def _check(module: Module, x: np.ndarray) -> None:
+    check_input(module, x, range(0, 33), {})
+
+
+def _check_dout(module: Module, dout: np.ndarray, y: np.ndarray) -> None:
+    if dout.shape != y.shape:
+        raise ValueError(f"{type(module).__name__}.backward expects dout of shape {y.shape}, got {dout.shape}")
+
+
+class ELU(Module):
+    """ELU(x) = x for x > 0, alpha * (exp(x) - 1) otherwise, as ``torch.nn.ELU``.
+
+    Derivative: 1 for x > 0, alpha * exp(x) = ELU(x) + alpha otherwise. Since ELU(x) > 0 exactly
+    when x > 0, the output Y alone determines the derivative, so only Y is cached.
+    """
+
+    def __init__(self, alpha: float = 1.0) -> None:
+        super().__init__()
+        self.alpha = float(alpha)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        _check(self, x)
+        neg = np.expm1(np.minimum(x, 0))  # exp(min(x,0)) - 1, no overflow for large x
+        if self.alpha != 1.0:
+            neg *= self.alpha
+        y = np.where(x > 0, x, neg)
+        self._save_for_backward(y)
+        return y
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        (y,) = self._saved()
+        _check_dout(self, dout, y)
+        return np.where(y > 0, dout, dout * (y + self.alpha))
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}"
+
+
+class ReLU(Module):
+    """ReLU(x) = max(x, 0); derivative 1 for x > 0 and 0 otherwise (0 at x = 0, as PyTorch)."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        _check(self, x)
+        y = np.maximum(x, 0)
+        self._save_for_backward(y)
+        return y
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        (y,) = self._saved()
+        _check_dout(self, dout, y)
+        return np.where(y > 0, dout, 0).astype(dout.dtype, copy=False)
+
+
+class Tanh(Module):
+    """Tanh(x); derivative 1 - tanh(x)^2, computed from the cached output."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        _check(self, x)
+        y = np.tanh(x)
+        self._save_for_backward(y)
+        return y
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        (y,) = self._saved()
+        _check_dout(self, dout, y)
+        return dout * (1 - y * y)

@@ -1,0 +1,30 @@
+"""Save and load state dicts as ``.npz`` files with torch-compatible keys."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections import OrderedDict
+from collections.abc import Mapping
+
+import numpy as np
+
+from backproplab.errors import DataError
+from backproplab.utils.atomic import atomic_path
+
+
+def save_npz(path: str | os.PathLike[str], state: Mapping[str, np.ndarray]) -> None:
+    """Write ``state`` (e.g. ``model.state_dict()``) to ``path`` atomically, keys unchanged."""
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, **{k: np.asarray(v) for k, v in state.items()})
+
+
+def load_npz(path: str | os.PathLike[str]) -> OrderedDict[str, np.ndarray]:
+    """Read a state dict written by :func:`save_npz`; a clear error for a missing or corrupt file."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return OrderedDict((k, f[k]) for k in f.files)
+    except FileNotFoundError:
+        raise DataError(f"weights file not found: {path}") from None
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        raise DataError(f"cannot read weights file {path}: {e}") from None
