@@ -1,0 +1,5 @@
+import sys
+
+from backproplab.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Command-line interface: ``backproplab`` and ``python -m backproplab``."""

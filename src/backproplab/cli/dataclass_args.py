@@ -1,0 +1,71 @@
+"""Typed configs: one dataclass per entry point, turned into argparse flags and back.
+
+Each field becomes ``--<field_name>`` with the field's default. ``bool`` fields are switches
+(``--flag`` / ``--no-flag``); ``metadata={"help": ..., "choices": (...)}`` supply the help text and
+the allowed values. After parsing, the dataclass's ``validate()`` (if any) checks values and
+raises :class:`~backproplab.errors.ConfigError`. argparse itself rejects unknown flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def _base_type(tp: Any) -> tuple[type, bool]:
+    """(scalar type, optional?) for int, float, str, bool and their ``X | None``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) != 1:
+            raise TypeError(f"unsupported config field type {tp}")
+        return args[0], True
+    return tp, False
+
+
+def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
+    """Add one flag per field of the dataclass ``cls`` to ``parser``."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if not f.init or f.metadata.get("cli") is False:
+            continue
+        tp, optional = _base_type(hints[f.name])
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        help_text = f.metadata.get("help", "")
+        help_text = f"{help_text} (default: {default!r})" if help_text else f"default: {default!r}"
+        flag = f"--{f.name}"
+        if tp is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+            continue
+        conv = _converter(tp, optional, f.name)
+        parser.add_argument(
+            flag, type=conv, default=default, choices=f.metadata.get("choices"), help=help_text, metavar=None
+        )
+
+
+def _converter(tp: type, optional: bool, name: str) -> Any:
+    def conv(text: str) -> Any:
+        if optional and text.lower() in ("", "none"):
+            return None
+        try:
+            return tp(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--{name} expects a {tp.__name__}, got {text!r}") from None
+
+    conv.__name__ = tp.__name__
+    return conv
+
+
+def config_from_namespace(cls: type[T], ns: argparse.Namespace) -> T:
+    """Build and validate the dataclass ``cls`` from parsed arguments."""
+    names = {f.name for f in dataclasses.fields(cls) if f.init and f.metadata.get("cli") is not False}  # type: ignore[arg-type]
+    cfg = cls(**{k: v for k, v in vars(ns).items() if k in names})
+    validate = getattr(cfg, "validate", None)
+    if validate is not None:
+        validate()
+    return cfg

@@ -1,0 +1,1 @@
+"""Trainers, run directories, metrics and plots shared by the NumPy and PyTorch models."""

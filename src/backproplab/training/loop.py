@@ -1,0 +1,139 @@
+"""The training loop shared by every trainer (NumPy and PyTorch).
+
+A trainer supplies a :class:`TrainTask`; the loop runs the steps, evaluates every ``eval_freq``
+steps and at the last one, logs ``metrics.jsonl``, stops on a non-finite loss with a message
+that names the step and the likely causes, saves a checkpoint at each evaluation (for tasks
+that can) and on Ctrl-C, and finishes with ``summary.json``, ``curves.png`` and the model file.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Protocol
+
+from backproplab.errors import NonFiniteError
+from backproplab.training.plots import plot_runs
+from backproplab.training.progress import Progress
+from backproplab.training.run_dir import RunDir
+
+
+class TrainTask(Protocol):
+    """What a trainer gives the loop."""
+
+    batch_size: int
+
+    def train_step(self) -> float:
+        """Draw a batch, run forward, backward and the optimizer step; return the batch loss."""
+
+    def evaluate(self) -> dict[str, float]:
+        """Return at least ``test_loss`` and ``test_acc`` on the whole test split."""
+
+    def save_model(self, run: RunDir) -> str:
+        """Write the final weights into the run directory; return the path."""
+
+    def divergence_hint(self) -> str:
+        """The likely causes of a non-finite loss for this task's settings (one sentence)."""
+
+    def save_checkpoint(self, run: RunDir, step: int) -> None:
+        """Write a resumable checkpoint of ``step`` (tasks that cannot resume do nothing)."""
+
+    def eval_extras(self) -> dict[str, Any]:
+        """More values to log at each evaluation (e.g. per-layer statistics), or {}."""
+
+
+def _finish(task: TrainTask, run: RunDir, summary: dict[str, Any], title: str) -> None:
+    run.close()
+    records = run.read_metrics()
+    if records:
+        plot_runs([(run.path.name, records)], run.curves_path, title=title)
+    run.write_summary(summary)
+
+
+def train_loop(
+    task: TrainTask,
+    run: RunDir,
+    *,
+    max_steps: int,
+    eval_freq: int,
+    start_step: int = 0,
+    title: str = "",
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Train from ``start_step`` to ``max_steps``; return the summary written to summary.json."""
+    history = run.read_metrics() if start_step > 0 else []
+    evals = [r for r in history if "test_acc" in r]
+    best = max(evals, key=lambda r: r["test_acc"], default=None)
+    summary: dict[str, Any] = {
+        "status": "running",
+        "steps": start_step,
+        "final_test_acc": evals[-1]["test_acc"] if evals else None,
+        "final_test_loss": evals[-1]["test_loss"] if evals else None,
+        "best_test_acc": best["test_acc"] if best else None,
+        "best_step": best["step"] if best else None,
+    }
+    bar = Progress(max_steps, initial=start_step, desc=title or "train", enabled=progress)
+    t_start = time.perf_counter()
+    train_seconds = 0.0
+    step = start_step
+
+    def update_summary() -> None:
+        wall = time.perf_counter() - t_start
+        done = step - start_step
+        summary.update(
+            steps=step,
+            wall_seconds=round(wall, 3),
+            train_seconds=round(train_seconds, 3),
+            samples_per_second=round(done * task.batch_size / train_seconds, 1) if train_seconds > 0 else None,
+        )
+
+    try:
+        while step < max_steps:
+            t0 = time.perf_counter()
+            loss = task.train_step()
+            train_seconds += time.perf_counter() - t0
+            step += 1
+            record: dict[str, Any] = {"step": step, "train_loss": float(loss)}
+            if not math.isfinite(loss):
+                run.log(record)
+                summary["status"] = "diverged"
+                update_summary()
+                _finish(task, run, summary, title)
+                raise NonFiniteError(
+                    f"training loss became {loss} at step {step}; {task.divergence_hint()} "
+                    f"(metrics so far kept in {run.path})"
+                )
+            if step % eval_freq == 0 or step == max_steps:
+                record.update(task.evaluate())
+                record.update(task.eval_extras())
+                if best is None or record["test_acc"] > best["test_acc"]:
+                    best = record
+                summary.update(
+                    final_test_acc=record["test_acc"],
+                    final_test_loss=record["test_loss"],
+                    best_test_acc=best["test_acc"],
+                    best_step=best["step"],
+                )
+                run.log(record)
+                run.flush()
+                task.save_checkpoint(run, step)
+                bar.message(
+                    f"step {step:>6}/{max_steps}  train loss {loss:.4f}  "
+                    f"test loss {record['test_loss']:.4f}  test acc {record['test_acc']:.4f}"
+                )
+            else:
+                run.log(record)
+            bar.update(1, loss=f"{loss:.4f}")
+    except KeyboardInterrupt:
+        bar.close()
+        task.save_checkpoint(run, step)
+        summary["status"] = "interrupted"
+        update_summary()
+        _finish(task, run, summary, title)
+        raise
+    bar.close()
+    summary["status"] = "completed"
+    update_summary()
+    summary["model"] = task.save_model(run)
+    _finish(task, run, summary, title)
+    return summary
