@@ -29,17 +29,23 @@ class ELU(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         _check(self, x)
-        neg = np.expm1(np.minimum(x, 0))  # exp(min(x,0)) - 1, no overflow for large x
+        y = np.minimum(x, 0)
+        np.expm1(y, out=y)  # exp(min(x, 0)) - 1: 0 where x > 0, no overflow for large x
         if self.alpha != 1.0:
-            neg *= self.alpha
-        y = np.where(x > 0, x, neg)
+            y *= self.alpha
+        y += np.maximum(x, 0)  # x where x > 0, alpha * (exp(x) - 1) elsewhere
         self._save_for_backward(y)
         return y
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         (y,) = self._saved()
         _check_dout(self, dout, y)
-        return np.where(y > 0, dout, dout * (y + self.alpha))
+        deriv = np.minimum(y, 0)
+        deriv += self.alpha  # y + alpha = alpha * exp(x) where x <= 0
+        if self.alpha != 1.0:
+            deriv[y > 0] = 1  # with alpha = 1, min(y, 0) + 1 is already 1 there
+        deriv *= dout
+        return deriv
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}"

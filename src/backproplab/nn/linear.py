@@ -19,7 +19,9 @@ class Linear(Module):
 
     Backward, for upstream gradient G = dL/dY (N, out):
     dL/dW = G^T X (out, in), dL/db = sum_n G[n] (out,), dL/dX = G W (N, in).
-    Caches X (only when a weight gradient is needed, i.e. outside ``no_grad``).
+    Caches X (only outside ``no_grad``). Set ``needs_input_grad = False`` on a first layer, whose
+    input is data, to skip dL/dX (PyTorch skips it too, as the data does not require grad);
+    backward then returns None.
     """
 
     def __init__(
@@ -34,6 +36,7 @@ class Linear(Module):
         super().__init__()
         if in_features < 0 or out_features <= 0:
             raise ValueError(f"Linear needs in_features >= 0 and out_features > 0, got {in_features}, {out_features}")
+        self.needs_input_grad = True
         self.in_features = in_features
         self.out_features = out_features
         self.weight = Parameter(np.empty((out_features, in_features), dtype=dtype))
@@ -48,13 +51,15 @@ class Linear(Module):
         self._save_for_backward(x)
         return y
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
+    def backward(self, dout: np.ndarray) -> np.ndarray | None:
         (x,) = self._saved()
         if dout.shape != (x.shape[0], self.out_features):
             raise ValueError(f"Linear.backward expects dout of shape {(x.shape[0], self.out_features)}, got {dout.shape}")
         self.weight.accumulate(dout.T @ x)  # (out, N) @ (N, in) -> (out, in)
         if self.bias is not None:
             self.bias.accumulate(dout.sum(axis=0))
+        if not self.needs_input_grad:
+            return None
         return dout @ self.weight.data  # (N, out) @ (out, in) -> (N, in)
 
     def extra_repr(self) -> str:

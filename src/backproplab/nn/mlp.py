@@ -24,6 +24,8 @@ class MLP(Module):
 
     ``init`` is ``"practical"`` (weights ~ N(0, 1e-4^2), zero bias: the practical's default),
     ``"torch"`` (PyTorch's default Linear init) or ``"kaiming"``; draws come from ``rng``.
+    ``input_grad=False`` skips the gradient with respect to the input (data needs none), which
+    saves the largest matmul of the backward pass; ``backward`` then returns None.
     The practical's loss head, Softmax followed by CrossEntropy on probabilities, is kept outside
     the model so the model's output matches ``torch.nn``'s convention (logits).
     """
@@ -38,6 +40,7 @@ class MLP(Module):
         init_scheme: str = "practical",
         rng: np.random.Generator | None = None,
         dtype: np.dtype | type = np.float32,
+        input_grad: bool = True,
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
@@ -53,10 +56,11 @@ class MLP(Module):
             mods.append(lin)
             if i < len(widths) - 2:
                 mods.append(ACTIVATIONS[activation]())
+        mods[0].needs_input_grad = input_grad  # type: ignore[attr-defined]
         self.layers = Sequential(*mods)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return self.layers(x)
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
+    def backward(self, dout: np.ndarray) -> np.ndarray | None:
         return self.layers.backward(dout)

@@ -39,7 +39,8 @@ class NumpyMLPTask:
         self.cfg, self.data = cfg, data
         self.batch_size = cfg.batch_size
         self.model = nn.MLP(
-            data.n_features, cfg.hidden_units, data.num_classes, activation=cfg.activation, init_scheme=cfg.init, rng=rng
+            data.n_features, cfg.hidden_units, data.num_classes, activation=cfg.activation, init_scheme=cfg.init, rng=rng,
+            input_grad=False,
         )
         self.loss_fn = nn.SoftmaxCrossEntropy(reduction=cfg.loss_reduction)
         params = list(self.model.parameters())

@@ -34,7 +34,11 @@ class Optimizer:
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
-        return {"lr": self.lr, "state": [{k: np.copy(v) for k, v in s.items()} for s in self.state]}
+        """The learning rate and per-parameter state (scratch buffers, keys starting with _, left out)."""
+        return {
+            "lr": self.lr,
+            "state": [{k: np.copy(v) for k, v in s.items() if not k.startswith("_")} for s in self.state],
+        }
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
         if len(sd["state"]) != len(self.params):

@@ -50,7 +50,8 @@ class SGD(Optimizer):
                     buf *= self.momentum
                     buf += (1 - self.dampening) * g
                 g = g + self.momentum * buf if self.nesterov else buf
-            if self.lr == 1.0:
-                p.data -= g
-            else:
-                p.data -= self.lr * g
+            scratch = st.get("_scratch")
+            if scratch is None or scratch.shape != g.shape or scratch.dtype != g.dtype:
+                scratch = st["_scratch"] = np.empty_like(g)  # reused buffer for lr * g
+            np.multiply(g, self.lr, out=scratch)
+            p.data -= scratch

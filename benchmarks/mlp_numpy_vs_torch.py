@@ -1,0 +1,126 @@
+"""Time the same MLP training step in backproplab's NumPy engine and in PyTorch on the CPU.
+
+Both sides get the same thread count (OpenBLAS/OMP threads for NumPy, torch.set_num_threads for
+PyTorch), the same weights, the same batches and plain SGD; each side runs interleaved
+repetitions and the median step time is reported. The ratio is NumPy time / PyTorch time:
+at most 1.0 means the NumPy engine is at least as fast.
+
+    python benchmarks/mlp_numpy_vs_torch.py [--threads 2] [--steps 200] [--cifar PATH]
+
+With ``--cifar`` it also times the whole default ``train mlp-numpy`` run (1400 steps, data
+loaded from the decoded cache, which a first load creates).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+
+def parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--steps", type=int, default=200, help="timed steps per repetition")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--batch_size", type=int, default=200)
+    p.add_argument("--cifar", default=None, help="CIFAR-10 copy: also time the whole default run")
+    return p.parse_args()
+
+
+ARGS = parse()
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[var] = str(ARGS.threads)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from backproplab import nn  # noqa: E402
+from backproplab.torch_models import TorchMLP  # noqa: E402
+
+torch.set_num_threads(ARGS.threads)
+N_INPUTS, N_CLASSES, LR = 3072, 10, 1e-3
+
+
+def numpy_step(model: nn.MLP, loss_fn: nn.SoftmaxCrossEntropy, opt: nn.optim.SGD, x: np.ndarray, y: np.ndarray) -> float:
+    loss = loss_fn(model(x), y)
+    model.backward(loss_fn.backward())
+    opt.step()
+    opt.zero_grad()
+    return float(loss)
+
+
+def torch_step(model: TorchMLP, loss_fn: torch.nn.Module, opt: torch.optim.SGD, x: torch.Tensor, y: torch.Tensor) -> float:
+    loss = loss_fn(model(x), y)
+    loss.backward()
+    opt.step()
+    opt.zero_grad()
+    return float(loss.detach())
+
+
+def bench(hidden: list[int]) -> tuple[float, float]:
+    rng = np.random.default_rng(0)
+    n_batches = 16
+    xs = rng.normal(0, 50, size=(n_batches, ARGS.batch_size, N_INPUTS)).astype(np.float32)
+    ys = rng.integers(0, N_CLASSES, size=(n_batches, ARGS.batch_size))
+    tmodel = TorchMLP(N_INPUTS, hidden, N_CLASSES, init_scheme="torch", generator=torch.Generator().manual_seed(0))
+    nmodel = nn.MLP(N_INPUTS, hidden, N_CLASSES, rng=rng, input_grad=False)
+    nmodel.load_state_dict(tmodel.state_dict())
+    nloss, tloss = nn.SoftmaxCrossEntropy(), torch.nn.CrossEntropyLoss()
+    nopt = nn.optim.SGD(nmodel.parameters(), lr=LR)
+    topt = torch.optim.SGD(tmodel.parameters(), lr=LR)
+    txs, tys = torch.from_numpy(xs), torch.from_numpy(ys)
+
+    def run_numpy() -> float:
+        t0 = time.perf_counter()
+        for i in range(ARGS.steps):
+            numpy_step(nmodel, nloss, nopt, xs[i % n_batches], ys[i % n_batches])
+        return (time.perf_counter() - t0) / ARGS.steps
+
+    def run_torch() -> float:
+        t0 = time.perf_counter()
+        for i in range(ARGS.steps):
+            torch_step(tmodel, tloss, topt, txs[i % n_batches], tys[i % n_batches])
+        return (time.perf_counter() - t0) / ARGS.steps
+
+    run_numpy(), run_torch()  # warm-up
+    tn, tt = [], []
+    for _ in range(ARGS.repeats):
+        tn.append(run_numpy())
+        tt.append(run_torch())
+    return float(np.median(tn)), float(np.median(tt))
+
+
+def time_full_run(path: str) -> None:
+    from backproplab.data import load_dataset
+    from backproplab.training import mlp_numpy
+
+    load_dataset("cifar10", path)  # make sure the decoded cache exists
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        summary = mlp_numpy.run(mlp_numpy.MLPNumpyConfig(data_dir=path, out=f"{tmp}/run"), progress=False)
+        wall = time.perf_counter() - t0
+    print(f"\nwhole default CIFAR-10 run (1400 steps, cached data): {wall:.1f} s wall, test acc {summary['final_test_acc']:.4f}")
+
+
+def main() -> int:
+    print(f"threads: {ARGS.threads}  batch: {ARGS.batch_size}  steps x repeats: {ARGS.steps} x {ARGS.repeats}")
+    print(f"numpy {np.__version__}, torch {torch.__version__}")
+    print(f"{'hidden units':<14}{'numpy steps/s':>15}{'torch steps/s':>15}{'time ratio numpy/torch':>25}")
+    worst = 0.0
+    for hidden in ([100], [1024, 1024]):
+        tn, tt = bench(hidden)
+        worst = max(worst, tn / tt)
+        label = ",".join(map(str, hidden))
+        print(f"{label:<14}{1 / tn:>15.1f}{1 / tt:>15.1f}{tn / tt:>25.3f}")
+    print(f"target: ratio <= 1.0 for both sizes -> {'met' if worst <= 1.0 else 'NOT met'} (worst {worst:.3f})")
+    if ARGS.cifar:
+        time_full_run(ARGS.cifar)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
