@@ -12,6 +12,8 @@ import math
 import time
 from typing import Any, Protocol
 
+import numpy as np
+
 from backproplab.errors import NonFiniteError
 from backproplab.training.plots import plot_runs
 from backproplab.training.progress import Progress
@@ -87,6 +89,9 @@ def train_loop(
             samples_per_second=round(done * task.batch_size / train_seconds, 1) if train_seconds > 0 else None,
         )
 
+    # Overflow on the way to a non-finite loss is expected and reported below, not as warnings.
+    errstate = np.errstate(over="ignore", invalid="ignore", divide="ignore")
+    errstate.__enter__()
     try:
         while step < max_steps:
             t0 = time.perf_counter()
@@ -131,7 +136,10 @@ def train_loop(
         update_summary()
         _finish(task, run, summary, title)
         raise
-    bar.close()
+    finally:
+        errstate.__exit__(None, None, None)
+        bar.close()
+        run.close()
     summary["status"] = "completed"
     update_summary()
     summary["model"] = task.save_model(run)
