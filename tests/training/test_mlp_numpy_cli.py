@@ -85,8 +85,9 @@ def test_non_finite_loss_stops_with_the_likely_cause(tmp_path: Path, capsys: pyt
     assert "--loss_reduction sum" in err and "200x" in err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "diverged" and 1 <= summary["steps"] < 200
-    records = (out / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(records) == summary["steps"]
+    assert records[-1]["train_loss"] in ("nan", "inf") and np.isfinite(records[0]["train_loss"])
     assert (out / "curves.png").is_file()
 
 

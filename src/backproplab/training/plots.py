@@ -17,7 +17,7 @@ from backproplab.utils.atomic import atomic_path  # noqa: E402
 
 
 def _series(records: Sequence[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
-    pts = [(r["step"], r[key]) for r in records if r.get(key) is not None]
+    pts = [(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float))]
     return [p[0] for p in pts], [p[1] for p in pts]
 
 

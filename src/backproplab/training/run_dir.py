@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -64,10 +65,14 @@ class RunDir:
             raise DataError(f"cannot read {self.config_path}: {e}") from None
 
     def log(self, record: dict[str, Any]) -> None:
-        """Append one metrics record (a JSON object on one line)."""
+        """Append one metrics record (a JSON object on one line).
+
+        Non-finite floats are written as the strings "nan", "inf" and "-inf", keeping the file
+        strict JSON that any reader parses.
+        """
         if self._metrics_fh is None:
             self._metrics_fh = open(self.metrics_path, "a", encoding="utf-8")  # noqa: SIM115
-        self._metrics_fh.write(json.dumps(record) + "\n")
+        self._metrics_fh.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
 
     def flush(self) -> None:
         if self._metrics_fh is not None:
@@ -91,6 +96,17 @@ class RunDir:
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_json(self.summary_path, summary)
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every non-finite float (also inside lists and dicts) replaced by its string."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else str(obj)
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 def read_metrics(run_path: str | os.PathLike[str]) -> list[dict[str, Any]]:

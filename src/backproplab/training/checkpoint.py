@@ -1,0 +1,108 @@
+"""Resumable checkpoints of the PyTorch trainers: written atomically, read back with clear errors.
+
+A checkpoint is one ``torch.save`` file (``checkpoint.pt`` in the run directory) holding a dict:
+
+* ``format`` / ``version``: :data:`CHECKPOINT_FORMAT`, :data:`CHECKPOINT_VERSION`;
+* ``trainer`` (``"mlp-torch"``, ``"convnet"``), ``step`` (optimizer steps taken), ``config`` (the
+  resolved config as a dict), ``device`` (the device type it was written on);
+* ``model``, ``optimizer``, ``scheduler`` (or None): their ``state_dict()``;
+* ``sampler``: the batch sampler's state (generator state, permutation, position);
+* ``rng``: the other generator states (the augmentation generator, torch's global CPU and CUDA
+  states).
+
+It is written to a temporary file and renamed over the old one, so a crash or Ctrl-C while saving
+leaves the previous checkpoint whole. Loading uses ``torch.load(weights_only=True)`` (tensors and
+plain Python values only, no arbitrary code), on the CPU; a truncated, garbage or foreign file is a
+:class:`~backproplab.errors.CheckpointError` with one line naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from backproplab.errors import CheckpointError
+from backproplab.utils.atomic import atomic_path
+
+CHECKPOINT_FORMAT = "backproplab-checkpoint"
+CHECKPOINT_VERSION = 1
+REQUIRED_KEYS = ("trainer", "step", "config", "model", "optimizer", "scheduler", "sampler", "rng")
+
+
+def save_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any]) -> Path:
+    """Write ``state`` (the keys of :data:`REQUIRED_KEYS`) to ``path`` atomically; return the path."""
+    missing = [k for k in REQUIRED_KEYS if k not in state]
+    if missing:
+        raise ValueError(f"checkpoint state is missing {missing}")
+    payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def _first_line(e: BaseException) -> str:
+    """The exception's type and the first sentence of its message, for a one-line error."""
+    lines = str(e).strip().splitlines()
+    text = lines[0].split(". ")[0].rstrip(".") if lines else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def load_checkpoint(path: str | os.PathLike[str], trainer: str | None = None) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` onto the CPU.
+
+    Raises :class:`CheckpointError` when the file is missing, unreadable (truncated, garbage), not
+    a backproplab checkpoint, of another version, incomplete, or (with ``trainer``) written by
+    another trainer.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"no checkpoint at {p}: nothing to resume (a run saves one at each evaluation)")
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for a bad file
+        raise CheckpointError(f"checkpoint {p} is corrupt or unreadable ({_first_line(e)})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{p} is not a backproplab checkpoint")
+    if ckpt.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {p} has format version {ckpt.get('version')}, "
+            f"this backproplab reads version {CHECKPOINT_VERSION}"
+        )
+    missing = [k for k in REQUIRED_KEYS if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"checkpoint {p} is incomplete: missing {missing}")
+    if trainer is not None and ckpt["trainer"] != trainer:
+        raise CheckpointError(f"checkpoint {p} was written by trainer {ckpt['trainer']!r}, not {trainer!r}")
+    return dict(ckpt)
+
+
+def check_config_match(
+    path: str | os.PathLike[str],
+    saved: Mapping[str, Any],
+    current: Mapping[str, Any],
+    ignore: tuple[str, ...],
+) -> None:
+    """Raise :class:`CheckpointError` naming the first flag whose value differs between the
+    checkpoint's config ``saved`` and the run's ``current`` one (keys in ``ignore`` may differ)."""
+    for key in sorted(set(saved) | set(current)):
+        if key in ignore:
+            continue
+        if saved.get(key) != current.get(key):
+            raise CheckpointError(
+                f"checkpoint {path} does not match this run: it was written with --{key} {saved.get(key)!r}, "
+                f"the run has --{key} {current.get(key)!r}"
+            )
+
+
+def load_state(target: Any, state: Any, what: str, path: str | os.PathLike[str]) -> None:
+    """``target.load_state_dict(state)`` with any failure turned into a one-line CheckpointError."""
+    try:
+        target.load_state_dict(state)
+    except Exception as e:  # RuntimeError (shapes/keys), ValueError (optimizer groups), KeyError, ...
+        raise CheckpointError(
+            f"checkpoint {path}: the saved {what} does not match this run ({_first_line(e)})"
+        ) from None

@@ -1,0 +1,200 @@
+"""``backproplab train convnet``: the practical's PreAct ConvNet (:class:`backproplab.torch_models.ConvNet`).
+
+Defaults are the practical's: Adam, lr 1e-4, batch 32, 5000 steps, evaluation on the whole test
+split every 500 steps. Inputs are standardised per channel (``--preprocess standardize``); the
+practical's data utilities subtracted the mean training image instead (``--preprocess
+mean_image``). On a GPU (``--device auto`` picks one) the data set is copied to GPU memory once and
+batches are drawn and augmented there; TF32 matmuls and cuDNN autotuning are enabled.
+
+Fashion-MNIST (28x28) and the 8x8 digits train too, with one input channel: the five max-pools
+reduce any side of at most 32 to 1 (the digits reach 1x1 after three pools, and the last two
+pools then keep it), so the final Linear always sees 512 features.
+
+Recipe knobs beyond the practical: ``--augment`` (random crop with padding 4 and horizontal
+flip, on the device), ``--optimizer {adam,adamw,sgd}`` (SGD with Nesterov momentum
+``--momentum``), ``--weight_decay``, ``--lr_schedule {constant,cosine,onecycle}`` over
+``--schedule_steps`` (default ``--max_steps``), ``--label_smoothing``, ``--amp bf16`` and
+``--channels_last``. See the README for the recipe that aims at 85% in under two minutes on a GPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from backproplab.data import load_dataset
+from backproplab.errors import ConfigError
+from backproplab.torch_models import ConvNet
+from backproplab.training.augment import random_crop_flip
+from backproplab.training.device_data import DeviceBatchSampler, DeviceData
+from backproplab.training.interrupt import InterruptFlag
+from backproplab.training.lr_schedules import build_scheduler
+from backproplab.training.mlp_config import DATASETS
+from backproplab.training.prepared_data import prepare
+from backproplab.training.torch_device import (
+    AMP_MODES,
+    DEVICES,
+    fast_cuda_matmul,
+    make_generator,
+    select_device,
+)
+from backproplab.training.torch_run import derive_seeds, run_torch_trainer
+from backproplab.training.torch_task import TorchTrainTask
+
+TRAINER = "convnet"
+AUGMENT_PADDING = 4
+
+
+@dataclass
+class ConvNetConfig:
+    """Flags of ``train convnet`` (the practical's defaults, plus recipe knobs that are off by default)."""
+
+    learning_rate: float = field(default=1e-4, metadata={"help": "(peak) learning rate"})
+    batch_size: int = field(default=32, metadata={"help": "mini-batch size"})
+    max_steps: int = field(default=5000, metadata={"help": "number of training steps (mini-batches)"})
+    eval_freq: int = field(default=500, metadata={"help": "evaluate on the test split every this many steps"})
+    optimizer: str = field(
+        default="adam", metadata={"help": "optimizer", "choices": ("adam", "adamw", "sgd")}
+    )
+    momentum: float = field(default=0.9, metadata={"help": "Nesterov momentum of --optimizer sgd"})
+    weight_decay: float = field(
+        default=0.0, metadata={"help": "weight decay (L2 for adam/sgd, decoupled for adamw)"}
+    )
+    lr_schedule: str = field(
+        default="constant",
+        metadata={
+            "help": "learning-rate schedule over --schedule_steps",
+            "choices": ("constant", "cosine", "onecycle"),
+        },
+    )
+    schedule_steps: int | None = field(
+        default=None, metadata={"help": "length of the cosine/onecycle schedule (default: --max_steps)"}
+    )
+    label_smoothing: float = field(default=0.0, metadata={"help": "label smoothing of the training loss"})
+    augment: bool = field(
+        default=False, metadata={"help": "random crop (padding 4) and horizontal flip, on the device"}
+    )
+    amp: str = field(default="none", metadata={"help": "mixed precision autocast", "choices": AMP_MODES})
+    channels_last: bool = field(
+        default=False, metadata={"help": "NHWC memory format (faster convolutions on GPUs)"}
+    )
+    eval_batch_size: int = field(default=1000, metadata={"help": "batch size of the evaluation"})
+    dataset: str = field(default="cifar10", metadata={"help": "data set", "choices": DATASETS})
+    data_dir: str | None = field(
+        default=None, metadata={"help": "data set location (directory or archive); default: the cache"}
+    )
+    train_subset: int | None = field(
+        default=None, metadata={"help": "train on this many random training images (default: all)"}
+    )
+    test_subset: int | None = field(
+        default=None, metadata={"help": "evaluate on this many random test images (default: all)"}
+    )
+    preprocess: str = field(
+        default="standardize",
+        metadata={
+            "help": "standardise per channel, or subtract the mean training image (the practical's way)",
+            "choices": ("standardize", "mean_image"),
+        },
+    )
+    seed: int = field(default=42, metadata={"help": "seed of every random choice in the run"})
+    device: str = field(
+        default="auto", metadata={"help": "device: cuda if available (auto), cpu or cuda", "choices": DEVICES}
+    )
+    out: str | None = field(default=None, metadata={"help": "run directory (default: runs/convnet-<time>)"})
+    resume: str | None = field(
+        default=None, metadata={"help": "continue the run in this directory from its last checkpoint"}
+    )
+
+    def validate(self) -> None:
+        if not self.learning_rate > 0:
+            raise ConfigError(f"--learning_rate must be positive, got {self.learning_rate}")
+        for name in ("batch_size", "max_steps", "eval_freq", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name} must be a positive integer, got {getattr(self, name)}")
+        for name in ("schedule_steps", "train_subset", "test_subset"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"--{name} must be a positive integer, got {value}")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"--momentum must be in [0, 1), got {self.momentum}")
+        if not self.weight_decay >= 0:
+            raise ConfigError(f"--weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"--label_smoothing must be in [0, 1), got {self.label_smoothing}")
+
+    def resolved(self) -> ConvNetConfig:
+        """The config with ``schedule_steps`` fixed (so extending a run keeps its schedule)."""
+        if self.schedule_steps is None and self.resume is None:
+            return dataclasses.replace(self, schedule_steps=self.max_steps)
+        return self
+
+
+def make_optimizer(cfg: ConvNetConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """Adam / AdamW / SGD with Nesterov momentum, as configured."""
+    params = model.parameters()
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(
+        params,
+        lr=cfg.learning_rate,
+        momentum=cfg.momentum,
+        nesterov=cfg.momentum > 0,
+        weight_decay=cfg.weight_decay,
+    )
+
+
+def build_task(cfg: ConvNetConfig, interrupts: InterruptFlag) -> tuple[TorchTrainTask, str, str]:
+    """Load the data onto the device and build the ConvNet, optimizer and schedule of ``cfg``."""
+    device = select_device(cfg.device)
+    subset_seed, init_seed, batch_seed, augment_seed = derive_seeds(cfg.seed, 4)
+    ds = load_dataset(cfg.dataset, cfg.data_dir)
+    if cfg.train_subset is not None or cfg.test_subset is not None:
+        ds = ds.subset(cfg.train_subset, cfg.test_subset, np.random.default_rng(subset_seed))
+    data = prepare(ds, cfg.preprocess, layout="NCHW")
+    n_channels = int(data.x_train.shape[1])
+    model = ConvNet(
+        n_channels, data.num_classes, generator=make_generator(init_seed, torch.device("cpu"))
+    ).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    optimizer = make_optimizer(cfg, model)
+    scheduler = build_scheduler(optimizer, cfg.lr_schedule, total_steps=cfg.schedule_steps or cfg.max_steps)
+    device_data = DeviceData.from_prepared(data, device, channels_last=cfg.channels_last)
+    task = TorchTrainTask(
+        trainer=TRAINER,
+        config=cfg,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        data=device_data,
+        sampler=DeviceBatchSampler(device_data.n_train, cfg.batch_size, make_generator(batch_seed, device)),
+        loss_fn=torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
+        device=device,
+        divergence_hint=(
+            f"likely causes: --learning_rate {cfg.learning_rate:g} is too high "
+            f"for --optimizer {cfg.optimizer}"
+            + (" (or bf16 overflow: try --amp none)" if cfg.amp != "none" else "")
+        ),
+        augment=(lambda x, g: random_crop_flip(x, g, AUGMENT_PADDING)) if cfg.augment else None,
+        augment_generator=make_generator(augment_seed, device) if cfg.augment else None,
+        amp=cfg.amp,
+        channels_last=cfg.channels_last,
+        eval_batch_size=cfg.eval_batch_size,
+        interrupts=interrupts,
+    )
+    return task, ds.source, f"{TRAINER} on {ds.name} ({device.type})"
+
+
+def run(cfg: ConvNetConfig, *, progress: bool | None = None) -> dict[str, Any]:
+    """Train (or with ``cfg.resume``, continue) the ConvNet; return the summary."""
+    with fast_cuda_matmul(select_device(cfg.device)):
+        return run_torch_trainer(TRAINER, cfg.resolved(), build_task, progress=progress)
+
+
+CONFIG = ConvNetConfig
