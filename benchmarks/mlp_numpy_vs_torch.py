@@ -43,7 +43,9 @@ torch.set_num_threads(ARGS.threads)
 N_INPUTS, N_CLASSES, LR = 3072, 10, 1e-3
 
 
-def numpy_step(model: nn.MLP, loss_fn: nn.SoftmaxCrossEntropy, opt: nn.optim.SGD, x: np.ndarray, y: np.ndarray) -> float:
+def numpy_step(
+    model: nn.MLP, loss_fn: nn.SoftmaxCrossEntropy, opt: nn.optim.SGD, x: np.ndarray, y: np.ndarray
+) -> float:
     loss = loss_fn(model(x), y)
     model.backward(loss_fn.backward())
     opt.step()
@@ -51,7 +53,9 @@ def numpy_step(model: nn.MLP, loss_fn: nn.SoftmaxCrossEntropy, opt: nn.optim.SGD
     return float(loss)
 
 
-def torch_step(model: TorchMLP, loss_fn: torch.nn.Module, opt: torch.optim.SGD, x: torch.Tensor, y: torch.Tensor) -> float:
+def torch_step(
+    model: TorchMLP, loss_fn: torch.nn.Module, opt: torch.optim.SGD, x: torch.Tensor, y: torch.Tensor
+) -> float:
     loss = loss_fn(model(x), y)
     loss.backward()
     opt.step()
@@ -64,7 +68,9 @@ def bench(hidden: list[int]) -> tuple[float, float]:
     n_batches = 16
     xs = rng.normal(0, 50, size=(n_batches, ARGS.batch_size, N_INPUTS)).astype(np.float32)
     ys = rng.integers(0, N_CLASSES, size=(n_batches, ARGS.batch_size))
-    tmodel = TorchMLP(N_INPUTS, hidden, N_CLASSES, init_scheme="torch", generator=torch.Generator().manual_seed(0))
+    tmodel = TorchMLP(
+        N_INPUTS, hidden, N_CLASSES, init_scheme="torch", generator=torch.Generator().manual_seed(0)
+    )
     nmodel = nn.MLP(N_INPUTS, hidden, N_CLASSES, rng=rng, input_grad=False)
     nmodel.load_state_dict(tmodel.state_dict())
     nloss, tloss = nn.SoftmaxCrossEntropy(), torch.nn.CrossEntropyLoss()
@@ -103,11 +109,15 @@ def time_full_run(path: str) -> None:
         t0 = time.perf_counter()
         summary = mlp_numpy.run(mlp_numpy.MLPNumpyConfig(data_dir=path, out=f"{tmp}/run"), progress=False)
         wall = time.perf_counter() - t0
-    print(f"\nwhole default CIFAR-10 run (1400 steps, cached data): {wall:.1f} s wall, test acc {summary['final_test_acc']:.4f}")
+    print(
+        f"\nwhole default CIFAR-10 run (1400 steps, cached data): {wall:.1f} s wall, test acc {summary['final_test_acc']:.4f}"
+    )
 
 
 def main() -> int:
-    print(f"threads: {ARGS.threads}  batch: {ARGS.batch_size}  steps x repeats: {ARGS.steps} x {ARGS.repeats}")
+    print(
+        f"threads: {ARGS.threads}  batch: {ARGS.batch_size}  steps x repeats: {ARGS.steps} x {ARGS.repeats}"
+    )
     print(f"numpy {np.__version__}, torch {torch.__version__}")
     print(f"{'hidden units':<14}{'numpy steps/s':>15}{'torch steps/s':>15}{'time ratio numpy/torch':>25}")
     worst = 0.0
@@ -116,7 +126,9 @@ def main() -> int:
         worst = max(worst, tn / tt)
         label = ",".join(map(str, hidden))
         print(f"{label:<14}{1 / tn:>15.1f}{1 / tt:>15.1f}{tn / tt:>25.3f}")
-    print(f"target: ratio <= 1.0 for both sizes -> {'met' if worst <= 1.0 else 'NOT met'} (worst {worst:.3f})")
+    print(
+        f"target: ratio <= 1.0 for both sizes -> {'met' if worst <= 1.0 else 'NOT met'} (worst {worst:.3f})"
+    )
     if ARGS.cifar:
         time_full_run(ARGS.cifar)
     return 0

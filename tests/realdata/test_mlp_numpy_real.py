@@ -26,7 +26,9 @@ def test_default_mlp_on_cifar10(cifar10_jpeg: Path, tmp_path: Path) -> None:
     assert last["step"] == 1400 and last["test_acc"] == summary["final_test_acc"]
 
 
-def test_cli_sum_reduction_exit_code(cifar10_jpeg: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_sum_reduction_exit_code(
+    cifar10_jpeg: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = main(["train", "mlp-numpy", "--data_dir", str(cifar10_jpeg), "--loss_reduction", "sum",
                  "--out", str(tmp_path / "run")])  # fmt: skip
     err = capsys.readouterr().err
@@ -36,6 +38,8 @@ def test_cli_sum_reduction_exit_code(cifar10_jpeg: Path, tmp_path: Path, capsys:
 
 
 def test_default_mlp_on_fashion_mnist(fashion_mnist_dir: Path, tmp_path: Path) -> None:
-    cfg = mlp_numpy.MLPNumpyConfig(dataset="fashion-mnist", data_dir=str(fashion_mnist_dir), out=str(tmp_path / "run"))
+    cfg = mlp_numpy.MLPNumpyConfig(
+        dataset="fashion-mnist", data_dir=str(fashion_mnist_dir), out=str(tmp_path / "run")
+    )
     summary = mlp_numpy.run(cfg, progress=False)
     assert summary["final_test_acc"] >= FASHION_MIN_ACC

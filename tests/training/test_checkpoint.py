@@ -16,7 +16,7 @@ import torch
 from backproplab.cli.main import main
 from backproplab.data import Dataset
 from backproplab.errors import CheckpointError, ConfigError, DataError
-from backproplab.training import mlp_torch
+from backproplab.training import convnet, mlp_torch
 from backproplab.training.checkpoint import (
     CHECKPOINT_VERSION,
     check_config_match,
@@ -187,8 +187,6 @@ def test_resume_rejects_other_flags_and_finished_runs(
     assert main(["train", "mlp-torch", "--resume", str(out)]) == 2
     assert "has already trained for 10 steps; pass --max_steps larger than 10" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="it is a 'mlp-torch' run"):
-        from backproplab.training import convnet
-
         convnet.run(convnet.ConvNetConfig(resume=str(out)), progress=False)
     with pytest.raises(DataError, match="not a run directory"):
         mlp_torch.run(mlp_torch.MLPTorchConfig(resume=str(tmp_path / "nothing")), progress=False)

@@ -24,7 +24,18 @@ def run_cli(*args: str) -> int:
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "digits"
-    code = run_cli("train", "mlp-numpy", "--dataset", "digits", "--max_steps", "600", "--eval_freq", "200", "--out", str(out))
+    code = run_cli(
+        "train",
+        "mlp-numpy",
+        "--dataset",
+        "digits",
+        "--max_steps",
+        "600",
+        "--eval_freq",
+        "200",
+        "--out",
+        str(out),
+    )
     assert code == 0
     return out
 
@@ -75,7 +86,9 @@ def test_same_seed_same_metrics(tmp_path: Path) -> None:
     assert (tmp_path / "c" / "metrics.jsonl").read_text() != logs[0]
 
 
-def test_non_finite_loss_stops_with_the_likely_cause(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_non_finite_loss_stops_with_the_likely_cause(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "sum"
     code = run_cli("train", "mlp-numpy", "--dataset", "digits", "--loss_reduction", "sum", "--learning_rate", "1",
                    "--max_steps", "200", "--out", str(out))  # fmt: skip
@@ -101,7 +114,9 @@ def test_non_finite_loss_stops_with_the_likely_cause(tmp_path: Path, capsys: pyt
         (["--data_dir", "/nonexistent/cifar"], "/nonexistent/cifar"),
     ],
 )
-def test_bad_flags_are_one_line_errors(flags: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_flags_are_one_line_errors(
+    flags: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = run_cli("train", "mlp-numpy", *flags, "--out", str(tmp_path / "run"))
     err = capsys.readouterr().err
     assert code == 2
@@ -117,7 +132,9 @@ def test_unknown_flags_and_bad_choices_exit_2(capsys: pytest.CaptureFixture[str]
     assert "invalid choice" in capsys.readouterr().err
 
 
-def test_refuses_to_overwrite_a_non_empty_output_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_refuses_to_overwrite_a_non_empty_output_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "mine.txt").write_text("precious")
     assert run_cli("train", "mlp-numpy", "--dataset", "digits", "--out", str(tmp_path)) == 2
     assert "already exists and is not empty" in capsys.readouterr().err

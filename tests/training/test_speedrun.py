@@ -403,6 +403,20 @@ def test_whitening_bias_frozen_from_the_start_stays_zero(tmp_path: Path) -> None
     assert torch.equal(state["blocks.0.norm1.weight"], torch.ones(16))  # BatchNorm scale never trains
 
 
+def test_non_finite_loss_stops_with_a_message_and_keeps_the_metrics(tmp_path: Path) -> None:
+    out = tmp_path / "nan"
+    with patched_data():  # lr 1e35: the first step overflows float32 logits
+        code, _, err = run_cli(*SMALL, "--lr", "1e35", "--epochs", "3", "--runs", "2", "--out", str(out))
+    assert code == 2
+    assert err.startswith(
+        "error: run 1: training loss became nan in epoch 1 (step 4); likely cause: --lr 1e+35"
+    )
+    assert f"metrics so far kept in {out}" in err
+    assert read_records(out)[0]["train_loss"] == "nan"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["runs"] == []
+
+
 # ------------------------------------------------------------------------------------------ errors
 @pytest.mark.parametrize(
     ("args", "message"),

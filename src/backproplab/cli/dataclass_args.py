@@ -35,7 +35,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
         if not f.init or f.metadata.get("cli") is False:
             continue
         tp, optional = _base_type(hints[f.name])
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[operator]
         help_text = f.metadata.get("help", "")
         help_text = f"{help_text} (default: {default!r})" if help_text else f"default: {default!r}"
         flag = f"--{f.name}"

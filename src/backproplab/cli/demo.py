@@ -26,7 +26,9 @@ def main(args: argparse.Namespace) -> int:
         try:
             load_dataset("cifar10", None, download=False)
         except DataError:
-            print("No CIFAR-10 copy given or cached (make demo DATA=...): training on scikit-learn's 8x8 digits instead.")
+            print(
+                "No CIFAR-10 copy given or cached (make demo DATA=...): training on scikit-learn's 8x8 digits instead."
+            )
             cfg.dataset = "digits"
     cfg.validate()
     print_summary(mlp_numpy.run(cfg))

@@ -19,17 +19,40 @@ from backproplab.errors import BackproplabError
 # name -> (module, help). A trainer module defines CONFIG (a dataclass) and run(cfg) -> summary dict.
 TRAINERS: dict[str, tuple[str, str]] = {
     "mlp-numpy": ("backproplab.training.mlp_numpy", "the practical's MLP in the NumPy engine"),
+    "mlp-torch": ("backproplab.training.mlp_torch", "the practical's MLP in PyTorch, with its tuning knobs"),
+    "convnet": ("backproplab.training.convnet", "the practical's PreAct ConvNet in PyTorch"),
+    "convnet-numpy": (
+        "backproplab.training.convnet_numpy",
+        "the practical's PreAct ConvNet in the NumPy engine",
+    ),
+    "speedrun": ("backproplab.training.speedrun", "a fast CIFAR-10 CNN recipe, timed over --runs (GPU)"),
 }
 
 # name -> (module, help). A tool module defines add_arguments(parser) and main(args) -> exit code.
 TOOLS: dict[str, tuple[str, str]] = {
-    "demo": ("backproplab.cli.demo", "train the default NumPy MLP on CIFAR-10 (or the bundled digits offline)"),
+    "demo": (
+        "backproplab.cli.demo",
+        "train the default NumPy MLP on CIFAR-10 (or the bundled digits offline)",
+    ),
     "plot": ("backproplab.cli.plot", "overlay the curves of several runs in one picture"),
+    "gradcheck": (
+        "backproplab.cli.gradcheck",
+        "check every backward pass against float64 central differences",
+    ),
+    "parity": (
+        "backproplab.cli.parity",
+        "compare the NumPy MLP with its PyTorch twin, layer by layer and over training",
+    ),
+    "doctor": (
+        "backproplab.cli.doctor",
+        "check an MLP for the usual reasons it will not learn (PASS/WARN/FAIL)",
+    ),
 }
 
 
 def _trainer_config(module: Any) -> type:
-    return module.CONFIG  # type: ignore[no-any-return]
+    cls: type = module.CONFIG
+    return cls
 
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
@@ -53,7 +76,11 @@ def print_summary(summary: dict[str, Any]) -> None:
     """The lines a user wants at the end of a run: accuracy and where the files are."""
     acc = summary.get("final_test_acc")
     best = summary.get("best_test_acc")
-    print(f"final test accuracy: {acc:.4f} (best {best:.4f} at step {summary.get('best_step')})" if acc is not None else "no evaluation ran")
+    print(
+        f"final test accuracy: {acc:.4f} (best {best:.4f} at step {summary.get('best_step')})"
+        if acc is not None
+        else "no evaluation ran"
+    )
     run_dir = summary.get("run_dir")
     if run_dir:
         print(f"run directory: {run_dir}")
@@ -70,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "train":
             module = importlib.import_module(TRAINERS[args.trainer][0])
-            cfg = config_from_namespace(_trainer_config(module), args)
+            cfg: Any = config_from_namespace(_trainer_config(module), args)
             print_summary(module.run(cfg))
             return 0
         return int(importlib.import_module(TOOLS[args.command][0]).main(args))

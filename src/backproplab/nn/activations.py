@@ -13,7 +13,9 @@ def _check(module: Module, x: np.ndarray) -> None:
 
 def _check_dout(module: Module, dout: np.ndarray, y: np.ndarray) -> None:
     if dout.shape != y.shape:
-        raise ValueError(f"{type(module).__name__}.backward expects dout of shape {y.shape}, got {dout.shape}")
+        raise ValueError(
+            f"{type(module).__name__}.backward expects dout of shape {y.shape}, got {dout.shape}"
+        )
 
 
 class ELU(Module):

@@ -53,7 +53,9 @@ def normal_(t: Parameter | np.ndarray, rng: np.random.Generator, mean: float = 0
     a[...] = rng.normal(mean, std, size=a.shape)
 
 
-def uniform_(t: Parameter | np.ndarray, rng: np.random.Generator, low: float = 0.0, high: float = 1.0) -> None:
+def uniform_(
+    t: Parameter | np.ndarray, rng: np.random.Generator, low: float = 0.0, high: float = 1.0
+) -> None:
     """Fill with samples of U(low, high)."""
     a = _array(t)
     a[...] = rng.uniform(low, high, size=a.shape)
@@ -111,7 +113,11 @@ INIT_SCHEMES = ("practical", "torch", "kaiming")
 
 
 def init_layer_(
-    weight: Parameter, bias: Parameter | None, scheme: str, rng: np.random.Generator, nonlinearity: str = "relu"
+    weight: Parameter,
+    bias: Parameter | None,
+    scheme: str,
+    rng: np.random.Generator,
+    nonlinearity: str = "relu",
 ) -> None:
     """Initialise one layer by scheme name.
 

@@ -35,7 +35,9 @@ class Linear(Module):
     ) -> None:
         super().__init__()
         if in_features < 0 or out_features <= 0:
-            raise ValueError(f"Linear needs in_features >= 0 and out_features > 0, got {in_features}, {out_features}")
+            raise ValueError(
+                f"Linear needs in_features >= 0 and out_features > 0, got {in_features}, {out_features}"
+            )
         self.needs_input_grad = True
         self.in_features = in_features
         self.out_features = out_features
@@ -54,7 +56,9 @@ class Linear(Module):
     def backward(self, dout: np.ndarray) -> np.ndarray | None:
         (x,) = self._saved()
         if dout.shape != (x.shape[0], self.out_features):
-            raise ValueError(f"Linear.backward expects dout of shape {(x.shape[0], self.out_features)}, got {dout.shape}")
+            raise ValueError(
+                f"Linear.backward expects dout of shape {(x.shape[0], self.out_features)}, got {dout.shape}"
+            )
         self.weight.accumulate(dout.T @ x)  # (out, N) @ (N, in) -> (out, in)
         if self.bias is not None:
             self.bias.accumulate(dout.sum(axis=0))
@@ -63,4 +67,6 @@ class Linear(Module):
         return dout @ self.weight.data  # (N, out) @ (out, in) -> (N, in)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        )

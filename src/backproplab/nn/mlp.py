@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -49,14 +50,16 @@ class MLP(Module):
         self.n_inputs, self.n_hidden, self.n_classes = n_inputs, list(n_hidden), n_classes
         widths = [n_inputs, *self.n_hidden, n_classes]
         mods: list[Module] = []
-        for i, (w_in, w_out) in enumerate(zip(widths[:-1], widths[1:])):
+        for i, (w_in, w_out) in enumerate(itertools.pairwise(widths)):
             lin = Linear(w_in, w_out, rng=rng, dtype=dtype)
             nonlin = "linear" if i == len(widths) - 2 else ("tanh" if activation == "tanh" else "relu")
             init.init_layer_(lin.weight, lin.bias, init_scheme, rng, nonlinearity=nonlin)
             mods.append(lin)
             if i < len(widths) - 2:
                 mods.append(ACTIVATIONS[activation]())
-        mods[0].needs_input_grad = input_grad  # type: ignore[attr-defined]
+        first = mods[0]
+        assert isinstance(first, Linear)
+        first.needs_input_grad = input_grad
         self.layers = Sequential(*mods)
 
     def forward(self, x: np.ndarray) -> np.ndarray:

@@ -25,13 +25,15 @@ from backproplab.errors import ShapeError
 from backproplab.nn.grad_mode import is_grad_enabled
 from backproplab.nn.parameter import Parameter
 
-StateDict = "OrderedDict[str, np.ndarray]"
-
 
 class Module:
     """Base class of the NumPy layers and models (see the module docstring for the contract)."""
 
     training: bool
+    _parameters: OrderedDict[str, Parameter]
+    _buffers: OrderedDict[str, np.ndarray]
+    _modules: OrderedDict[str, Module]
+    _cache: tuple[Any, ...] | None
 
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", OrderedDict())
@@ -265,10 +267,14 @@ def check_input(module: Module, x: np.ndarray, ndim: int | Iterable[int], dim_si
         raise ShapeError(f"{name} expects a {want}-D input, got shape {x.shape}")
     for axis, size in dim_sizes.items():
         if x.shape[axis] != size:
-            raise ShapeError(f"{name} expects size {size} in dimension {axis % x.ndim}, got input shape {x.shape}")
+            raise ShapeError(
+                f"{name} expects size {size} in dimension {axis % x.ndim}, got input shape {x.shape}"
+            )
     if not np.issubdtype(x.dtype, np.floating):
         raise ShapeError(f"{name} expects a floating-point input, got dtype {x.dtype}")
     params = list(module.parameters())
     dt = params[0].data.dtype if params else x.dtype
     if x.dtype != dt:
-        raise ShapeError(f"{name} has {dt} parameters but got a {x.dtype} input (cast with .astype or module.to)")
+        raise ShapeError(
+            f"{name} has {dt} parameters but got a {x.dtype} input (cast with .astype or module.to)"
+        )

@@ -6,6 +6,7 @@ import os
 import zipfile
 from collections import OrderedDict
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -16,13 +17,15 @@ from backproplab.utils.atomic import atomic_path
 def save_npz(path: str | os.PathLike[str], state: Mapping[str, np.ndarray]) -> None:
     """Write ``state`` (e.g. ``model.state_dict()``) to ``path`` atomically, keys unchanged."""
     with atomic_path(path, suffix=".npz") as tmp:
-        np.savez(tmp, **{k: np.asarray(v) for k, v in state.items()})
+        arrays: dict[str, Any] = {k: np.asarray(v) for k, v in state.items()}
+        np.savez(tmp, **arrays)
 
 
 def load_npz(path: str | os.PathLike[str]) -> OrderedDict[str, np.ndarray]:
     """Read a state dict written by :func:`save_npz`; a clear error for a missing or corrupt file."""
     try:
-        with np.load(path, allow_pickle=False) as f:
+        # the file is opened here, not by np.load, which leaks its handle when the zip is corrupt
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as f:
             return OrderedDict((k, f[k]) for k in f.files)
     except FileNotFoundError:
         raise DataError(f"weights file not found: {path}") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -37,10 +38,15 @@ class TorchMLP(nn.Module):
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         widths = [n_inputs, *n_hidden, n_classes]
         mods: list[nn.Module] = []
-        for i, (w_in, w_out) in enumerate(zip(widths[:-1], widths[1:])):
+        for i, (w_in, w_out) in enumerate(itertools.pairwise(widths)):
             lin = nn.Linear(w_in, w_out)
             last = i == len(widths) - 2
-            _init_linear(lin, init_scheme, generator, "linear" if last else ("tanh" if activation == "tanh" else "relu"))
+            _init_linear(
+                lin,
+                init_scheme,
+                generator,
+                "linear" if last else ("tanh" if activation == "tanh" else "relu"),
+            )
             mods.append(lin)
             if not last:
                 if batchnorm:
@@ -49,7 +55,8 @@ class TorchMLP(nn.Module):
         self.layers = nn.Sequential(*mods)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)  # type: ignore[no-any-return]
+        out: torch.Tensor = self.layers(x)
+        return out
 
 
 @torch.no_grad()
@@ -62,7 +69,7 @@ def _init_linear(lin: nn.Linear, scheme: str, generator: torch.Generator | None,
         bound = 1 / lin.in_features**0.5 if lin.in_features > 0 else 0.0
         lin.bias.uniform_(-bound, bound, generator=generator)
     elif scheme == "kaiming":
-        nn.init.kaiming_normal_(lin.weight, nonlinearity=nonlinearity, generator=generator)
+        nn.init.kaiming_normal_(lin.weight, nonlinearity=nonlinearity, generator=generator)  # type: ignore[arg-type]
         lin.bias.zero_()
     else:
         raise ValueError(f"unknown init scheme {scheme!r}")

@@ -86,7 +86,9 @@ def train_loop(
             steps=step,
             wall_seconds=round(wall, 3),
             train_seconds=round(train_seconds, 3),
-            samples_per_second=round(done * task.batch_size / train_seconds, 1) if train_seconds > 0 else None,
+            samples_per_second=round(done * task.batch_size / train_seconds, 1)
+            if train_seconds > 0
+            else None,
         )
 
     # Overflow on the way to a non-finite loss is expected and reported below, not as warnings.

@@ -10,7 +10,7 @@ DATASETS = ("cifar10", "fashion-mnist", "digits")
 
 
 def parse_hidden_units(text: str) -> list[int]:
-    """"100" -> [100], "200,100" -> [200, 100], "" -> [] (logistic regression).
+    """ "100" -> [100], "200,100" -> [200, 100], "" -> [] (logistic regression).
 
     Empty items ("100,,10"), non-integers and widths below 1 are a ConfigError.
     """
@@ -49,14 +49,20 @@ class MLPConfig:
     seed: int = field(default=42, metadata={"help": "seed of every random choice in the run"})
     dataset: str = field(default="cifar10", metadata={"help": "data set", "choices": DATASETS})
     loss_reduction: str = field(
-        default="mean", metadata={"help": "cross-entropy reduction over the batch", "choices": ("mean", "sum")}
+        default="mean",
+        metadata={"help": "cross-entropy reduction over the batch", "choices": ("mean", "sum")},
     )
     optimizer: str = field(default="sgd", metadata={"help": "optimizer", "choices": ("sgd", "adam")})
     init: str = field(
         default="practical",
-        metadata={"help": "weight init: N(0,1e-4^2) (practical), torch default, kaiming", "choices": ("practical", "torch", "kaiming")},
+        metadata={
+            "help": "weight init: N(0,1e-4^2) (practical), torch default, kaiming",
+            "choices": ("practical", "torch", "kaiming"),
+        },
     )
-    activation: str = field(default="elu", metadata={"help": "hidden activation", "choices": ("elu", "relu", "tanh")})
+    activation: str = field(
+        default="elu", metadata={"help": "hidden activation", "choices": ("elu", "relu", "tanh")}
+    )
     preprocess: str = field(
         default="mean_image",
         metadata={
@@ -65,6 +71,9 @@ class MLPConfig:
         },
     )
     out: str | None = field(default=None, metadata={"help": "run directory (default: runs/<trainer>-<time>)"})
+    track_stats: bool = field(
+        default=False, metadata={"help": "record per-layer statistics at every evaluation into metrics.jsonl"}
+    )
 
     @property
     def hidden_units(self) -> list[int]:

@@ -39,7 +39,12 @@ class NumpyMLPTask:
         self.cfg, self.data = cfg, data
         self.batch_size = cfg.batch_size
         self.model = nn.MLP(
-            data.n_features, cfg.hidden_units, data.num_classes, activation=cfg.activation, init_scheme=cfg.init, rng=rng,
+            data.n_features,
+            cfg.hidden_units,
+            data.num_classes,
+            activation=cfg.activation,
+            init_scheme=cfg.init,
+            rng=rng,
             input_grad=False,
         )
         self.loss_fn = nn.SoftmaxCrossEntropy(reduction=cfg.loss_reduction)
@@ -83,7 +88,15 @@ class NumpyMLPTask:
         """The NumPy trainer keeps no resumable checkpoint; the final model is model.npz."""
 
     def eval_extras(self) -> dict[str, Any]:
-        return {}
+        """With ``track_stats``: per-layer statistics on the first training batch (model left unchanged)."""
+        if not self.cfg.track_stats:
+            return {}
+        from backproplab.verify.layer_stats import numpy_layer_stats, stats_record
+
+        n = min(self.cfg.batch_size, len(self.data.x_train))
+        x, y = self.data.x_train[:n], self.data.y_train[:n]  # (n, D), (n,)
+        stats = numpy_layer_stats(self.model, x, y, self.loss_fn, optimizer=self.optimizer)
+        return {"layer_stats": stats_record(stats)}
 
 
 def run(cfg: MLPNumpyConfig, *, progress: bool | None = None) -> dict[str, Any]:
@@ -95,7 +108,12 @@ def run(cfg: MLPNumpyConfig, *, progress: bool | None = None) -> dict[str, Any]:
     run_dir.save_config(cfg, trainer="mlp-numpy", data_source=ds.source)
     task = NumpyMLPTask(cfg, data, rng)
     summary = train_loop(
-        task, run_dir, max_steps=cfg.max_steps, eval_freq=cfg.eval_freq, title=f"mlp-numpy on {ds.name}", progress=progress
+        task,
+        run_dir,
+        max_steps=cfg.max_steps,
+        eval_freq=cfg.eval_freq,
+        title=f"mlp-numpy on {ds.name}",
+        progress=progress,
     )
     summary["run_dir"] = str(run_dir.path)
     return summary

@@ -10,10 +10,10 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from backproplab.training.run_dir import read_metrics  # noqa: E402
-from backproplab.utils.atomic import atomic_path  # noqa: E402
+from backproplab.training.run_dir import read_metrics
+from backproplab.utils.atomic import atomic_path
 
 
 def _series(records: Sequence[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
@@ -37,7 +37,10 @@ def plot_runs(
             ax_loss.plot(steps, loss, color=color, alpha=0.25, linewidth=0.8)
             k = max(1, len(loss) // 50)
             if k > 1:
-                smooth = [sum(loss[max(0, j - k + 1) : j + 1]) / len(loss[max(0, j - k + 1) : j + 1]) for j in range(len(loss))]
+                smooth = [
+                    sum(loss[max(0, j - k + 1) : j + 1]) / len(loss[max(0, j - k + 1) : j + 1])
+                    for j in range(len(loss))
+                ]
                 ax_loss.plot(steps, smooth, color=color, linewidth=1.5, label=f"{label} train")
             else:
                 ax_loss.lines[-1].set_label(f"{label} train")

@@ -33,7 +33,7 @@ def prepare(ds: Dataset, mode: str, layout: str = "flat") -> PreparedData:
         raise ValueError(f"layout must be 'flat' or 'NCHW', got {layout!r}")
     x_train = to_float(ds.x_train, "NCHW")  # (N, C, H, W)
     x_test = to_float(ds.x_test, "NCHW")
-    norm = Normalizer(mode, "NCHW")  # statistics per channel of the NCHW arrays
+    norm = Normalizer(mode, "NCHW")  # type: ignore[arg-type]  # per-channel statistics of NCHW
     norm.fit(x_train)
     x_train, x_test = norm(x_train), norm(x_test)
     if layout == "flat":

@@ -11,9 +11,13 @@ from tqdm import tqdm
 class Progress:
     """Steps of a run. ``update`` advances the bar; ``message`` prints a line in either mode."""
 
-    def __init__(self, total: int, initial: int = 0, desc: str = "train", enabled: bool | None = None) -> None:
+    def __init__(
+        self, total: int, initial: int = 0, desc: str = "train", enabled: bool | None = None
+    ) -> None:
         self.tty = sys.stderr.isatty() if enabled is None else enabled
-        self.bar: Any = tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True) if self.tty else None
+        self.bar: Any = (
+            tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True) if self.tty else None
+        )
 
     def update(self, n: int = 1, **postfix: Any) -> None:
         if self.bar is not None:

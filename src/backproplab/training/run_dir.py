@@ -42,7 +42,9 @@ class RunDir:
             if not (self.path / "config.json").is_file():
                 raise DataError(f"cannot resume: {self.path} is not a run directory (no config.json)")
         elif self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
-            raise ConfigError(f"output directory {self.path} already exists and is not empty; choose another --out")
+            raise ConfigError(
+                f"output directory {self.path} already exists and is not empty; choose another --out"
+            )
         self.path.mkdir(parents=True, exist_ok=True)
         self._metrics_fh: Any = None
 
@@ -54,7 +56,8 @@ class RunDir:
 
     def save_config(self, config: Any, **extra: Any) -> None:
         """Write the resolved config (a dataclass or dict) plus ``extra`` entries to config.json."""
-        data = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+        is_instance = dataclasses.is_dataclass(config) and not isinstance(config, type)
+        data = dataclasses.asdict(config) if is_instance else dict(config)
         data.update(extra)
         atomic_write_json(self.config_path, data)
 
@@ -71,7 +74,7 @@ class RunDir:
         strict JSON that any reader parses.
         """
         if self._metrics_fh is None:
-            self._metrics_fh = open(self.metrics_path, "a", encoding="utf-8")  # noqa: SIM115
+            self._metrics_fh = open(self.metrics_path, "a", encoding="utf-8")
         self._metrics_fh.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
 
     def flush(self) -> None:

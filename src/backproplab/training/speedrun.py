@@ -136,7 +136,8 @@ class SpeedrunConfig:
         default=3.0, metadata={"help": "epochs during which the first layer's bias trains"}
     )
     widths: str = field(
-        default=",".join(map(str, DEFAULT_WIDTHS)), metadata={"help": "channels of the three conv blocks"}
+        default=",".join(map(str, DEFAULT_WIDTHS)),
+        metadata={"help": "output channels of the conv blocks (one pooling each)"},
     )
     activation: str = field(default="gelu", metadata={"help": "activation", "choices": tuple(ACTIVATIONS)})
     eval_every: int = field(
@@ -550,9 +551,11 @@ def train_once(
                 rec["elapsed_s"] = round(seconds, 6)
                 if log is not None:
                     log(rec)
+            fp16 = data.x_train_pad.dtype == torch.float16
             raise NonFiniteError(
                 f"run {run_index}: training loss became {train_loss} in epoch {epoch + 1} (step {step}); "
-                f"likely causes: --lr {cfg.lr:g} too high, or --dtype {cfg.dtype} overflowing (try bf16)"
+                f"likely cause: --lr {cfg.lr:g} is too high"
+                + ("; or fp16 overflowed (try --dtype bf16)" if fp16 else "")
             )
         if epoch in evals:
             acc = float(evals[epoch][1])
@@ -679,9 +682,9 @@ def run(cfg: SpeedrunConfig) -> dict[str, Any]:
                 f"training ({res.epochs} epochs, {res.steps} steps{target})"
             )
         summary["status"] = "completed"
-    except NonFiniteError:
+    except NonFiniteError as e:
         summary["status"] = "diverged"
-        raise
+        raise NonFiniteError(f"{e} (metrics so far kept in {run_dir.path})") from None
     except KeyboardInterrupt:
         summary["status"] = "interrupted"
         raise

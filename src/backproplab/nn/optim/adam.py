@@ -34,7 +34,7 @@ class Adam(Optimizer):
 
     def step(self) -> None:
         b1, b2 = self.betas
-        for p, st in zip(self.params, self.state):
+        for p, st in zip(self.params, self.state, strict=True):
             if p.grad is None:
                 continue
             g = p.grad

@@ -42,6 +42,8 @@ class Optimizer:
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
         if len(sd["state"]) != len(self.params):
-            raise ValueError(f"optimizer state has {len(sd['state'])} entries for {len(self.params)} parameters")
+            raise ValueError(
+                f"optimizer state has {len(sd['state'])} entries for {len(self.params)} parameters"
+            )
         self.lr = float(sd["lr"])
         self.state = [{k: np.copy(v) for k, v in s.items()} for s in sd["state"]]

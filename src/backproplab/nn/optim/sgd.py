@@ -36,7 +36,7 @@ class SGD(Optimizer):
         self.weight_decay, self.nesterov = weight_decay, nesterov
 
     def step(self) -> None:
-        for p, st in zip(self.params, self.state):
+        for p, st in zip(self.params, self.state, strict=True):
             if p.grad is None:
                 continue
             g = p.grad

@@ -1,0 +1,159 @@
+"""``backproplab parity``: the NumPy MLP against its PyTorch twin, layer by layer and over training.
+
+Builds the practical's NumPy MLP from the usual flags, its torch twin with the same weights, and
+prints the per-layer parity table (forward outputs, input gradients, parameter gradients), the
+first layer that diverges with a likely cause, and the step-by-step comparison of ``--steps``
+training steps with matching optimizers. The reference is PyTorch's default: cross-entropy with
+mean reduction, so ``backproplab parity --loss_reduction sum`` shows the NumPy loss and gradient
+to be batch-size times too large and points at the loss.
+
+Without ``--dataset`` it runs offline in seconds on synthetic data of CIFAR-10's shape
+(3072 standard-normal features, 10 random classes). Exit code 0 when parity holds, 1 when a
+divergence is found (2 for a bad flag, as every command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from backproplab.cli.dataclass_args import add_dataclass_args, config_from_namespace
+from backproplab.errors import ConfigError
+from backproplab.training.mlp_config import DATASETS, MLPConfig, parse_hidden_units
+
+#: Synthetic data: CIFAR-10's flattened size and class count.
+SYNTHETIC_FEATURES, SYNTHETIC_CLASSES = 3072, 10
+#: The trajectory draws its batches from this many batches' worth of samples.
+POOL_BATCHES = 4
+
+
+def mlp_field(name: str, **overrides: Any) -> Any:
+    """A dataclass field with the default and help of :class:`MLPConfig`'s field ``name``."""
+    f = {f.name: f for f in dataclasses.fields(MLPConfig)}[name]
+    return field(default=overrides.pop("default", f.default), metadata={**f.metadata, **overrides})
+
+
+@dataclass
+class ParityConfig:
+    """Flags of ``backproplab parity``: the MLP's (as ``train mlp-numpy``) plus the comparison's."""
+
+    dnn_hidden_units: str = mlp_field("dnn_hidden_units")
+    loss_reduction: str = mlp_field("loss_reduction")
+    batch_size: int = mlp_field("batch_size")
+    learning_rate: float = mlp_field("learning_rate")
+    optimizer: str = mlp_field("optimizer")
+    init: str = mlp_field("init")
+    activation: str = mlp_field("activation")
+    seed: int = mlp_field("seed")
+    steps: int = field(default=20, metadata={"help": "training steps compared step by step (0: none)"})
+    json: bool = field(default=False, metadata={"help": "print the report as JSON"})
+    dataset: str | None = field(
+        default=None,
+        metadata={"help": "real data set; default: synthetic data of CIFAR-10's shape", "choices": DATASETS},
+    )
+    data_dir: str | None = mlp_field("data_dir")
+    preprocess: str = mlp_field("preprocess")
+
+    @property
+    def hidden_units(self) -> list[int]:
+        return parse_hidden_units(self.dnn_hidden_units)
+
+    def validate(self) -> None:
+        self.hidden_units  # noqa: B018  (raises on bad input)
+        if not self.learning_rate > 0:
+            raise ConfigError(f"--learning_rate must be positive, got {self.learning_rate}")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch_size must be a positive integer, got {self.batch_size}")
+        if self.steps < 0:
+            raise ConfigError(f"--steps must be 0 or more, got {self.steps}")
+
+
+def synthetic_data(
+    n: int,
+    rng: np.random.Generator,
+    n_features: int = SYNTHETIC_FEATURES,
+    num_classes: int = SYNTHETIC_CLASSES,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """x ~ N(0, 1) float32 (n, n_features) and uniform random labels (n,): learnable by memorising."""
+    x = rng.standard_normal((n, n_features), dtype=np.float32)  # (n, D)
+    y = rng.integers(0, num_classes, size=n, dtype=np.int64)  # (n,)
+    return x, y, num_classes
+
+
+def mlp_data(
+    dataset: str | None, data_dir: str | None, preprocess: str, n: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, int, str]:
+    """(x (n, D) float32, y (n,), num_classes, description): ``n`` random training samples, flat.
+
+    ``dataset=None`` gives :func:`synthetic_data`.
+    """
+    if dataset is None:
+        x, y, c = synthetic_data(n, rng)
+        return x, y, c, f"synthetic data: {n} samples, {x.shape[1]} N(0,1) features, {c} random classes"
+    from backproplab.data import load_dataset
+    from backproplab.training.prepared_data import prepare
+
+    ds = load_dataset(dataset, data_dir)
+    data = prepare(ds, preprocess, layout="flat")
+    idx = rng.choice(len(data.x_train), size=min(n, len(data.x_train)), replace=False)
+    return (
+        data.x_train[idx],
+        data.y_train[idx],
+        data.num_classes,
+        f"{ds.name}: {len(idx)} training samples from {ds.source}",
+    )
+
+
+def run_parity(cfg: ParityConfig) -> tuple[Any, str]:
+    """Build the MLP and its twin as configured and compare them; return (report, data description)."""
+    from backproplab import nn
+    from backproplab.verify.parity import compare_models, compare_trajectories
+
+    rng = np.random.default_rng(cfg.seed)
+    n = cfg.batch_size * (POOL_BATCHES if cfg.steps else 1)
+    x, y, num_classes, desc = mlp_data(cfg.dataset, cfg.data_dir, cfg.preprocess, n, rng)
+    model = nn.MLP(
+        x.shape[1], cfg.hidden_units, num_classes, activation=cfg.activation, init_scheme=cfg.init, rng=rng
+    )
+    loss = nn.SoftmaxCrossEntropy(cfg.loss_reduction)
+    b = min(cfg.batch_size, len(x))
+    report = compare_models(model, x=x[:b], y=y[:b], loss=loss)
+    if cfg.steps:
+        report.trajectory = compare_trajectories(
+            model,
+            x=x,
+            y=y,
+            rng=rng,
+            loss=loss,
+            optimizer=cfg.optimizer,
+            learning_rate=cfg.learning_rate,
+            batch_size=b,
+            steps=cfg.steps,
+        )
+    return report, desc
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_dataclass_args(parser, ParityConfig)
+
+
+def main(args: argparse.Namespace) -> int:
+    from backproplab.verify.parity import format_table
+
+    cfg = config_from_namespace(ParityConfig, args)
+    report, desc = run_parity(cfg)
+    if cfg.json:
+        print(json.dumps({"config": dataclasses.asdict(cfg), "data": desc, **report.to_dict()}, indent=2))
+    else:
+        print(
+            f"NumPy MLP [{cfg.dnn_hidden_units}] ({cfg.activation}, init {cfg.init}, loss reduction "
+            f"{cfg.loss_reduction}) vs its PyTorch twin"
+        )
+        print(f"data: {desc}")
+        print(format_table(report))
+    return 0 if report.ok else 1

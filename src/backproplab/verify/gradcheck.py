@@ -1,0 +1,439 @@
+"""Gradient checking: a module's backward pass against central differences in float64.
+
+For a module with output Y = forward(X) and a random upstream gradient G of Y's shape, the
+scalar function checked is f(X, params) = sum(Y * G), whose gradient with respect to X is exactly
+what ``backward(G)`` must return, and with respect to each parameter what it must accumulate
+into that parameter's ``grad``. A loss ``L = forward(scores, target)`` is a scalar, so G is a
+random scalar and ``backward(G)`` must return G * dL/dscores.
+
+Numerical gradient (central differences, one element at a time, in float64)::
+
+    num[i] = sum((forward(x + eps e_i) - forward(x - eps e_i)) * G) / (2 eps)
+
+The two outputs are subtracted before they are contracted with G, as in CS231n's
+``eval_numerical_gradient_array``: outputs that do not depend on x[i] cancel exactly, so the
+rounding noise is that of the few outputs that change (about 1e-10 with eps = 1e-6), not that of
+the whole sum.
+
+Relative error, per element, as CS231n's ``rel_error``::
+
+    rel[i] = |a[i] - n[i]| / max(|a[i]| + |n[i]|, REL_ERROR_FLOOR)
+
+and a tensor's verdict comes from its largest rel[i]: below :data:`GOOD_MAX_REL_ERROR` "good",
+above :data:`WRONG_MIN_REL_ERROR` "wrong", in between "suspect" (see :data:`SUSPECT_MEANING`).
+
+The module handed in is never modified: the check runs on a deep copy, cast to float64 with
+``module.to(np.float64)`` for this package's modules. Other objects (a student's own layer) are
+supported when they have ``forward``/``backward`` and expose parameters through
+``named_parameters()`` or a ``params`` dict or list of objects with ``.data`` and ``.grad``;
+their parameters must already be float64 (casting them from outside could miss arrays the
+object keeps elsewhere), and a float32 one is refused with a clear message.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Collection, Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+from backproplab.errors import ShapeError
+from backproplab.nn.grad_mode import no_grad
+from backproplab.nn.module import Module
+
+#: Default step of the central differences: near the optimum cbrt(float64 eps) ~ 6e-6 for
+#: smooth functions, and far below the margin the built-in cases keep from kinks (1e-3).
+DEFAULT_EPS = 1e-6
+#: A tensor whose largest relative error is below this is "good" (CS231n: "probably happy").
+GOOD_MAX_REL_ERROR = 1e-7
+#: A tensor whose largest relative error is above this is "wrong": the backward pass has a bug.
+WRONG_MIN_REL_ERROR = 1e-2
+#: Floor of the denominator of the relative error, as in CS231n's ``rel_error``, so that two
+#: gradients that are both (nearly) zero do not divide by zero.
+REL_ERROR_FLOOR = 1e-8
+
+GOOD, SUSPECT, WRONG = "good", "suspect", "wrong"
+VERDICTS = (GOOD, SUSPECT, WRONG)
+
+#: What a "suspect" verdict means, printed under the CLI's table.
+SUSPECT_MEANING = (
+    f"suspect ({GOOD_MAX_REL_ERROR:g} <= max rel error <= {WRONG_MIN_REL_ERROR:g}) is not a failure "
+    "but deserves a look. With a correct backward it happens when the worst element is nearly zero "
+    "(below ~1e-3: float64 central differences are accurate to ~1e-10 in absolute terms; compare its "
+    "analytic and numeric values, or try another --seed), when an input lies within eps of a kink (ReLU "
+    "at 0, a max with ties), or when some arithmetic inside runs in float32; otherwise it is a small bug "
+    "such as a missing term"
+)
+
+
+def rel_error(analytic: np.ndarray, numeric: np.ndarray) -> np.ndarray:
+    """Element-wise |a - n| / max(|a| + |n|, REL_ERROR_FLOOR) (CS231n's rel_error, before its max)."""
+    a = np.asarray(analytic, dtype=np.float64)
+    n = np.asarray(numeric, dtype=np.float64)
+    return np.abs(a - n) / np.maximum(np.abs(a) + np.abs(n), REL_ERROR_FLOOR)
+
+
+def verdict_for(max_rel_error: float) -> str:
+    """ "good" below GOOD_MAX_REL_ERROR, "wrong" above WRONG_MIN_REL_ERROR (or not finite), else "suspect"."""
+    if not math.isfinite(max_rel_error) or max_rel_error > WRONG_MIN_REL_ERROR:
+        return WRONG
+    return GOOD if max_rel_error < GOOD_MAX_REL_ERROR else SUSPECT
+
+
+def numerical_gradient(
+    f: Callable[[np.ndarray], Any],
+    x: np.ndarray,
+    eps: float = DEFAULT_EPS,
+    dout: np.ndarray | float | None = None,
+) -> np.ndarray:
+    """Central-difference gradient of ``sum(f(x) * dout)`` with respect to ``x``, in float64.
+
+    grad[i] = sum((f(x + eps e_i) - f(x - eps e_i)) * dout) / (2 eps), for every element i of x.
+    ``f`` returns a scalar (``dout=None`` means 1) or an array of ``dout``'s shape. ``x`` must be a
+    float64 array; it is perturbed in place, one element at a time, and each element is restored
+    to its exact original value, so ``f`` may read x through another reference (a parameter).
+    Costs 2 * x.size calls of ``f``.
+    """
+    if not isinstance(x, np.ndarray) or x.dtype != np.float64:
+        got = x.dtype if isinstance(x, np.ndarray) else type(x).__name__
+        raise ShapeError(
+            f"numerical_gradient needs a float64 array, got {got}: in float32, central differences keep "
+            "only about 3 significant digits"
+        )
+    if not eps > 0:
+        raise ValueError(f"eps must be positive, got {eps}")
+    g = 1.0 if dout is None else np.asarray(dout, dtype=np.float64)
+    grad = np.zeros_like(x)
+    it = np.nditer(x, flags=["multi_index"])
+    for _ in it:
+        i = it.multi_index
+        old = float(x[i])
+        x[i] = old + eps
+        plus = np.array(
+            f(x), dtype=np.float64
+        )  # copies: f may return a view of x (Flatten) or a reused buffer
+        x[i] = old - eps
+        minus = np.array(f(x), dtype=np.float64)
+        x[i] = old
+        if np.shape(g) != () and plus.shape != np.shape(g):
+            raise ShapeError(
+                f"numerical_gradient: f returned shape {plus.shape}, dout has shape {np.shape(g)}"
+            )
+        grad[i] = np.sum((plus - minus) * g) / (2 * eps)
+    return grad
+
+
+@dataclass(frozen=True)
+class TensorCheck:
+    """The comparison of one gradient (the input's or one parameter's) with central differences.
+
+    ``worst_index``, ``analytic`` and ``numeric`` describe the element with the largest relative
+    error; ``note`` explains a failure that is not a number (no gradient written, wrong shape).
+    ``analytic_grad`` and ``numeric_grad`` are the two full gradients (float64), for a closer look.
+    """
+
+    tensor: str
+    shape: tuple[int, ...]
+    max_rel_error: float
+    max_abs_error: float
+    verdict: str
+    worst_index: tuple[int, ...] | None = None
+    analytic: float = math.nan
+    numeric: float = math.nan
+    note: str = ""
+    analytic_grad: np.ndarray | None = field(default=None, repr=False, compare=False)
+    numeric_grad: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def describe_worst(self) -> str:
+        """One line: where the worst element is, its analytic and numeric values, and the note if any."""
+        if self.worst_index is None:
+            return self.note
+        where = f"worst element {self.tensor}[{', '.join(str(i) for i in self.worst_index)}]: "
+        line = f"{where}analytic {self.analytic:.10g} vs numeric {self.numeric:.10g}"
+        return f"{line} ({self.note})" if self.note else line
+
+
+@dataclass(frozen=True)
+class GradcheckReport:
+    """All tensors checked for one module (input first, then parameters in registration order)."""
+
+    name: str
+    checks: tuple[TensorCheck, ...]
+    eps: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str:
+        """The worst verdict of the checks ("good" when there is nothing to check)."""
+        return max((c.verdict for c in self.checks), key=VERDICTS.index, default=GOOD)
+
+    @property
+    def ok(self) -> bool:
+        """True unless some tensor is "wrong"."""
+        return self.verdict != WRONG
+
+    @property
+    def max_rel_error(self) -> float:
+        return max((c.max_rel_error for c in self.checks), default=0.0)
+
+    def __getitem__(self, tensor: str) -> TensorCheck:
+        for c in self.checks:
+            if c.tensor == tensor:
+                return c
+        raise KeyError(f"{self.name}: no tensor {tensor!r}; checked {[c.tensor for c in self.checks]}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; non-finite numbers (an infinite error, no worst element) become None."""
+        return {
+            "name": self.name,
+            "verdict": self.verdict,
+            "eps": self.eps,
+            "details": dict(self.details),
+            "checks": [
+                {
+                    **{
+                        k: (v if not isinstance(v, float) or math.isfinite(v) else None)
+                        for k, v in _fields(c).items()
+                    },
+                    "shape": list(c.shape),
+                    "worst_index": None if c.worst_index is None else list(c.worst_index),
+                }
+                for c in self.checks
+            ],
+        }
+
+
+def _fields(c: TensorCheck) -> dict[str, Any]:
+    """The scalar fields of a check (the full gradients left out)."""
+    return {f.name: getattr(c, f.name) for f in fields(c) if f.name not in ("analytic_grad", "numeric_grad")}
+
+
+def format_table(reports: list[GradcheckReport]) -> str:
+    """A text table: module, tensor, shape, max rel error, verdict; a failure adds its worst element."""
+    header = ("module", "tensor", "shape", "max rel error", "verdict")
+    rows: list[tuple[str, ...]] = []
+    notes: dict[int, str] = {}
+    for r in reports:
+        for c in r.checks:
+            if c.verdict != GOOD:
+                notes[len(rows)] = c.describe_worst()
+            rows.append(
+                (
+                    r.name,
+                    c.tensor,
+                    "x".join(map(str, c.shape)) or "scalar",
+                    f"{c.max_rel_error:.2e}",
+                    c.verdict,
+                )
+            )
+    widths = [max(len(h), *(len(row[k]) for row in rows)) if rows else len(h) for k, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    for k, row in enumerate(rows):
+        lines.append("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+        if k in notes:
+            lines.append(f"    -> {notes[k]}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------- the check
+def named_parameters_of(module: Any) -> list[tuple[str, Any]]:
+    """(name, parameter) pairs of a module: ``named_parameters()``, else a ``params`` dict or list.
+
+    Each parameter must have a ``.data`` array and a ``.grad`` attribute.
+    """
+    if hasattr(module, "named_parameters"):
+        items = list(module.named_parameters())
+    else:
+        params = getattr(module, "params", None)
+        if params is None:
+            items = []
+        elif isinstance(params, Mapping):
+            items = [(str(k), v) for k, v in params.items()]
+        elif isinstance(params, (list, tuple)):
+            items = [(f"params[{i}]", v) for i, v in enumerate(params)]
+        else:
+            raise TypeError(
+                f"{type(module).__name__}.params must be a dict or list of parameters, "
+                f"got {type(params).__name__}"
+            )
+    for name, p in items:
+        if not (hasattr(p, "data") and hasattr(p, "grad") and isinstance(p.data, np.ndarray)):
+            raise TypeError(
+                f"parameter {name!r} of {type(module).__name__} needs a NumPy .data array and a "
+                f".grad attribute, got {type(p).__name__}"
+            )
+    return items
+
+
+def _prepare(module: Any) -> tuple[Any, list[tuple[str, Any]]]:
+    """A float64 deep copy of ``module`` with cleared grads, and its parameters."""
+    for attr in ("forward", "backward"):
+        if not callable(getattr(module, attr, None)):
+            raise TypeError(
+                f"gradcheck needs an object with forward() and backward(), "
+                f"{type(module).__name__} has no {attr}()"
+            )
+    work = copy.deepcopy(module)
+    if isinstance(work, Module):
+        work.to(np.float64)
+        work.zero_grad()
+    params = named_parameters_of(work)
+    if not isinstance(work, Module):
+        for name, p in params:
+            if p.data.dtype != np.float64:
+                raise ShapeError(
+                    f"gradcheck needs float64 parameters, but {name!r} of {type(module).__name__} is "
+                    f"{p.data.dtype}: create the module in float64 (in float32 central differences keep "
+                    "only ~3 digits)"
+                )
+            if isinstance(p.grad, np.ndarray):
+                p.grad = np.zeros_like(p.data)
+    return work, params
+
+
+def _as_float64(name: str, value: Any, what: str) -> np.ndarray:
+    arr = np.asarray(value)
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise ShapeError(f"gradcheck: {what} {name} must be floating point, got dtype {arr.dtype}")
+    if arr.dtype != np.float64:
+        raise ShapeError(
+            f"gradcheck: {what} {name} is {arr.dtype} although the input and parameters are float64; "
+            "some array inside the module is still float32 (gradcheck needs float64 throughout)"
+        )
+    return arr
+
+
+def _compare(tensor: str, analytic: Any, numeric: np.ndarray, missing_note: str) -> TensorCheck:
+    """Compare one gradient; ``analytic`` None counts as zeros, and ``missing_note`` says why it failed."""
+    shape = tuple(numeric.shape)
+    if analytic is None:
+        a = np.zeros_like(numeric)
+        note_if_wrong = f"{missing_note}; the numeric gradient is not zero"
+    else:
+        a = np.asarray(analytic, dtype=np.float64)
+        note_if_wrong = ""
+        if a.shape != numeric.shape:
+            return TensorCheck(
+                tensor, shape, math.inf, math.inf, WRONG,
+                note=f"{tensor}: the analytic gradient has shape {a.shape}, expected {shape}",
+                analytic_grad=a, numeric_grad=numeric,
+            )  # fmt: skip
+    if numeric.size == 0:
+        return TensorCheck(tensor, shape, 0.0, 0.0, GOOD, analytic_grad=a, numeric_grad=numeric)
+    rel = np.nan_to_num(rel_error(a, numeric), nan=np.inf)  # a NaN in the gradient counts as wrong
+    k = np.unravel_index(int(np.argmax(rel)), shape)
+    max_rel = float(rel[k])
+    verdict = verdict_for(max_rel)
+    return TensorCheck(
+        tensor=tensor,
+        shape=shape,
+        max_rel_error=max_rel,
+        max_abs_error=float(np.max(np.abs(a - numeric))),
+        verdict=verdict,
+        worst_index=tuple(int(i) for i in k),
+        analytic=float(a[k]),
+        numeric=float(numeric[k]),
+        note=note_if_wrong if verdict != GOOD else "",
+        analytic_grad=a,
+        numeric_grad=numeric,
+    )
+
+
+def gradcheck(
+    module: Any,
+    x: np.ndarray,
+    *,
+    target: np.ndarray | None = None,
+    dout: np.ndarray | float | None = None,
+    rng: np.random.Generator | None = None,
+    eps: float = DEFAULT_EPS,
+    check_input: bool = True,
+    only_params: Collection[str] | None = None,
+    before_forward: Callable[[Any], None] | None = None,
+    name: str | None = None,
+) -> GradcheckReport:
+    """Compare ``module``'s backward pass with central differences, in float64.
+
+    The scalar checked is f = sum(forward(x) * dout) (or dout * forward(x, target) for a loss,
+    given ``target``). ``dout`` defaults to standard normal draws from ``rng`` (required then);
+    a random upstream gradient, unlike ones, catches a backward that sums or transposes where it
+    should not. Checks the input gradient that ``backward`` returns (unless ``check_input`` is
+    False) and every parameter's accumulated ``grad`` (or only those named in ``only_params``: each
+    element costs two forward passes, too many for a large model). ``before_forward(module)`` runs before
+    every forward call (for example to reseed a dropout mask so every forward draws the same one):
+    the forward must be a deterministic function of the input and parameters.
+
+    The module is not modified: the check runs on a float64 deep copy (see the module docstring).
+    Returns a :class:`GradcheckReport`; it does not raise on a wrong gradient.
+    """
+    if dout is None and rng is None:
+        raise ValueError(
+            "gradcheck needs rng= (a np.random.Generator) to draw the upstream gradient, or dout="
+        )
+    if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.floating):
+        got = x.dtype if isinstance(x, np.ndarray) else type(x).__name__
+        raise ShapeError(f"gradcheck needs a floating-point NumPy input, got {got}")
+    work, params = _prepare(module)
+    label = name or type(module).__name__
+    if only_params is not None:
+        unknown = sorted(set(only_params) - {pname for pname, _ in params})
+        if unknown:
+            raise ValueError(
+                f"gradcheck: {label} has no parameters {unknown}; it has {[pname for pname, _ in params]}"
+            )
+        params = [(pname, p) for pname, p in params if pname in only_params]
+    x64 = np.array(x, dtype=np.float64)  # a copy: the analytic pass may cache it by reference
+    if target is not None:
+        target = np.array(target)
+        if np.issubdtype(target.dtype, np.floating):
+            target = target.astype(np.float64)
+
+    def forward(inp: np.ndarray) -> Any:
+        if before_forward is not None:
+            before_forward(work)
+        return work.forward(inp) if target is None else work.forward(inp, target)
+
+    # analytic gradients
+    out = _as_float64("output", forward(x64), "the forward")
+    if dout is None:
+        assert rng is not None
+        g = np.asarray(rng.normal(size=out.shape), dtype=np.float64)  # same shape as the output
+    else:
+        g = np.asarray(dout, dtype=np.float64)
+        if g.shape != out.shape:
+            raise ShapeError(
+                f"gradcheck: dout has shape {g.shape}, the output of {label} has shape {out.shape}"
+            )
+    dx = work.backward(float(g) if out.ndim == 0 else g)
+    analytic = {
+        pname: (None if p.grad is None else np.array(p.grad, dtype=np.float64)) for pname, p in params
+    }
+
+    # numerical gradients
+    checks = []
+    with no_grad():
+        if check_input:
+            num_dx = numerical_gradient(forward, x64.copy(), eps, g)
+            missing = "backward returned None instead of the input gradient (forgot to return dx?)"
+            checks.append(_compare("input", dx, num_dx, missing))
+        for pname, p in params:
+            if p.data.dtype != np.float64:
+                raise ShapeError(
+                    f"gradcheck: parameter {pname!r} is {p.data.dtype} after the cast to float64"
+                )
+            num = numerical_gradient(lambda _: forward(x64), p.data, eps, g)
+            checks.append(_compare(pname, analytic[pname], num, "backward wrote no gradient (grad is None)"))
+    details = {"input_shape": list(x.shape), "output_shape": list(out.shape)}
+    return GradcheckReport(name=label, checks=tuple(checks), eps=eps, details=details)
+
+
+def iter_failures(reports: list[GradcheckReport]) -> Iterator[tuple[GradcheckReport, TensorCheck]]:
+    """(report, check) for every tensor whose verdict is not "good"."""
+    for r in reports:
+        for c in r.checks:
+            if c.verdict != GOOD:
+                yield r, c

@@ -1,0 +1,710 @@
+"""Parity of a NumPy model with its PyTorch twin: per layer, then over a few training steps.
+
+:func:`compare_models` runs one batch through the NumPy model and its loss (recording, for every
+leaf layer, its input X, output Y, upstream gradient G and input gradient dL/dX), then checks
+each leaf *on its own* against its torch twin: the twin layer gets the NumPy layer's own input
+X and upstream gradient G, so a row differs only when that layer's forward or backward differs,
+and the first differing row names the layer at fault (errors do not propagate down the table).
+Rows, in this order:
+
+* forward order: ``<layer> output`` for each leaf, then ``loss`` (the loss value);
+* backward order: ``loss grad`` (dL/d model output), then for each leaf from the last to the
+  first: ``input grad`` and one ``<param> grad`` per parameter.
+
+The reference loss is PyTorch's default: ``cross_entropy(logits, y)`` with mean reduction, or,
+when the model ends in a Softmax (its output is probabilities), ``nll_loss(log(p), y)`` with
+mean reduction. The NumPy loss is the one given (``SoftmaxCrossEntropy("mean")`` by default), so
+``SoftmaxCrossEntropy("sum")`` shows up as a loss that is B times the reference.
+
+Then the whole model is compared end to end (twin run from X alone) on the output, the loss and
+every gradient, with the looser :data:`END_TO_END_RTOL` on ``norm_rel_err`` (a ReLU kink can flip
+between two roundings of the same pre-activation, which changes one element, not the norm).
+
+A row agrees when its ``max_rel_err`` (max |A - B| / max |B|, see
+:mod:`backproplab.verify.diff`) is at most the dtype's :data:`~backproplab.verify.diff.AGREE_RTOL`;
+nonzero agreement is reported as "agree (float32 rounding)", never as a bug. Diverging rows get
+a hint from :mod:`backproplab.verify.hints`.
+
+:func:`compare_trajectories` then trains deep copies of both models with the same optimizer,
+hyperparameters and batches, and compares the loss and parameters step by step.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ParamSpec, TypeVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn as tnn
+
+from backproplab import nn
+from backproplab.errors import ShapeError
+from backproplab.nn.module import Module
+from backproplab.verify import hints as H
+from backproplab.verify.diff import TensorDiff, agree_rtol, tensor_diff
+from backproplab.verify.recorder import LeafRecord, record_leaves
+from backproplab.verify.twin import build_twin, copy_weights, torch_dtype
+
+#: End-to-end rows agree when ||A - B|| / ||B|| is at most this many times the per-layer tolerance.
+END_TO_END_FACTOR = 10.0
+#: A row also agrees when its error against a float64 twin is at most this many times the float32
+#: twin's own error against it: both sides then differ from exact arithmetic by rounding alone.
+ROUNDING_NOISE_FACTOR = 100.0
+#: Trajectory: relative loss difference |L_np - L_torch| / |L_torch| tolerated per step, by dtype.
+TRAJ_LOSS_RTOL: dict[str, float] = {"float32": 1e-3, "float64": 1e-8}
+#: Trajectory: max over parameters of ||p_np - p_torch|| / ||p_torch|| tolerated per step, by dtype.
+TRAJ_PARAM_RTOL: dict[str, float] = {"float32": 1e-3, "float64": 1e-8}
+
+#: (torch output, torch target) -> scalar loss tensor.
+TorchLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+MODEL = "(model)"
+LOSS = "loss"
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _quiet(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run ``fn`` with NumPy's floating-point warnings off: non-finite values are reported as rows."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with np.errstate(all="ignore"):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def END_TO_END_RTOL(dtype: str) -> float:
+    """The end-to-end tolerance on ``norm_rel_err`` for a model of ``dtype``."""
+    return END_TO_END_FACTOR * agree_rtol(dtype)
+
+
+# ---------------------------------------------------------------------------- reference losses
+def reference_cross_entropy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """PyTorch's default: ``cross_entropy(logits, target)``, mean over the batch."""
+    return F.cross_entropy(output, target)
+
+
+def reference_nll_of_probabilities(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """-mean log p[target] for probabilities p (a model ending in Softmax), log of max(p, tiny)."""
+    logp = torch.log(output.clamp_min(torch.finfo(output.dtype).tiny))
+    if target.dim() == 1:
+        return F.nll_loss(logp, target)
+    return -(target * logp).sum(dim=1).mean()
+
+
+def _ends_in_softmax(records: dict[str, LeafRecord]) -> bool:
+    last = list(records.values())[-1] if records else None
+    return last is not None and isinstance(last.module, nn.Softmax)
+
+
+# ---------------------------------------------------------------------------- report
+@dataclass
+class ParityRow:
+    """One compared tensor: ``layer`` (module path, ``loss`` or ``(model)``), ``quantity``, numbers."""
+
+    layer: str
+    quantity: str
+    order: str
+    diff: TensorDiff
+    status: str
+    hint: str | None = None
+    rounding_noise: float | None = None
+
+    @property
+    def diverges(self) -> bool:
+        return self.status == "DIVERGES"
+
+    @property
+    def shown_quantity(self) -> str:
+        """The quantity as the table shows it (the loss row's are "value" and "grad")."""
+        if self.layer == LOSS:
+            return "value" if self.quantity == "loss" else "grad"
+        return self.quantity
+
+    @property
+    def label(self) -> str:
+        """ "layers.0 weight grad", "loss", "loss grad", "(model) output"."""
+        return self.quantity if self.layer == LOSS else f"{self.layer} {self.quantity}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "layer": self.layer,
+            "quantity": self.quantity,
+            "order": self.order,
+            "status": self.status,
+            "hint": self.hint,
+            "rounding_noise": self.rounding_noise,
+            **self.diff.to_dict(),
+        }
+
+
+@dataclass
+class TrajectoryStep:
+    """Losses of both models on one step's batch (before the update) and the parameter gap after it."""
+
+    step: int
+    loss_numpy: float
+    loss_torch: float
+    loss_rel_diff: float
+    param_rel_diff: float
+    diverges: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in vars(self).items()
+        }
+
+
+@dataclass
+class TrajectoryReport:
+    """Step-by-step comparison of training both models (see :func:`compare_trajectories`)."""
+
+    optimizer: str
+    learning_rate: float
+    batch_size: int
+    loss_rtol: float
+    param_rtol: float
+    steps: list[TrajectoryStep] = field(default_factory=list)
+    hint: str | None = None
+
+    @property
+    def first_divergence(self) -> int | None:
+        """The first step whose loss or parameters differ beyond tolerance, or None."""
+        return next((s.step for s in self.steps if s.diverges), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.optimizer,
+            "learning_rate": self.learning_rate,
+            "batch_size": self.batch_size,
+            "loss_rtol": self.loss_rtol,
+            "param_rtol": self.param_rtol,
+            "first_divergence": self.first_divergence,
+            "hint": self.hint,
+            "steps": [s.to_dict() for s in self.steps],
+        }
+
+
+@dataclass
+class ParityReport:
+    """Result of :func:`compare_models` (and, optionally, :func:`compare_trajectories`)."""
+
+    rows: list[ParityRow]
+    end_to_end: list[ParityRow]
+    dtype: str
+    rtol: float
+    batch_size: int
+    reference_loss: str
+    hints: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    trajectory: TrajectoryReport | None = None
+
+    @property
+    def first_divergence(self) -> ParityRow | None:
+        """The first diverging per-layer row (forward order, then backward order), else end-to-end."""
+        return next((r for r in self.rows if r.diverges), None) or next(
+            (r for r in self.end_to_end if r.diverges), None
+        )
+
+    @property
+    def ok(self) -> bool:
+        """No row diverges, no hint fired, and the trajectories (if compared) agree."""
+        traj_ok = self.trajectory is None or self.trajectory.first_divergence is None
+        return self.first_divergence is None and not self.hints and traj_ok
+
+    def to_dict(self) -> dict[str, Any]:
+        first = self.first_divergence
+        return {
+            "ok": self.ok,
+            "dtype": self.dtype,
+            "rtol": self.rtol,
+            "batch_size": self.batch_size,
+            "reference_loss": self.reference_loss,
+            "first_divergence": None
+            if first is None
+            else {"layer": first.layer, "quantity": first.quantity, "order": first.order, "hint": first.hint},
+            "hints": list(self.hints),
+            "notes": list(self.notes),
+            "rows": [r.to_dict() for r in self.rows],
+            "end_to_end": [r.to_dict() for r in self.end_to_end],
+            "trajectory": None if self.trajectory is None else self.trajectory.to_dict(),
+        }
+
+
+# ---------------------------------------------------------------------------- helpers
+def _t(a: Any) -> torch.Tensor:
+    return torch.tensor(np.ascontiguousarray(a))
+
+
+def _np(t: torch.Tensor | None) -> np.ndarray | None:
+    return None if t is None else t.detach().cpu().numpy()
+
+
+def _torch_target(y: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    y = np.asarray(y)
+    return _t(y).long() if np.issubdtype(y.dtype, np.integer) else _t(y).to(dtype)
+
+
+def _make_row(
+    layer: str,
+    quantity: str,
+    order: str,
+    value: np.ndarray,
+    reference: np.ndarray,
+    reference64: np.ndarray | None,
+    rtol: float,
+    dtype: str,
+    *,
+    end_to_end: bool = False,
+    **ctx: Any,
+) -> ParityRow:
+    """Compare ``value`` with ``reference`` (the twin in the model's dtype).
+
+    Agreement: ``max_rel_err`` (``norm_rel_err`` end to end) at most ``rtol``, or, with a float64
+    twin's ``reference64``, an error against it within :data:`ROUNDING_NOISE_FACTOR` times the
+    twin's own rounding error (which covers values that are zero up to rounding, such as a bias
+    gradient that cancels exactly, where a relative error means nothing).
+    """
+    value, reference = np.asarray(value), np.asarray(reference)
+    d = tensor_diff(value, reference)
+    agrees = d.same_shape and d.finite and (d.norm_rel_err <= rtol if end_to_end else d.max_rel_err <= rtol)
+    noise = None
+    if reference64 is not None and d.same_shape and d.finite and reference64.shape == value.shape:
+        r64, r32, v = (np.asarray(a, dtype=np.float64) for a in (reference64, reference, value))
+        if end_to_end:
+            noise, err = float(np.linalg.norm(r32 - r64)), float(np.linalg.norm(v - r64))
+        else:
+            noise, err = float(np.abs(r32 - r64).max(initial=0.0)), float(np.abs(v - r64).max(initial=0.0))
+        agrees = agrees or err <= ROUNDING_NOISE_FACTOR * noise
+    if agrees:
+        return ParityRow(layer, quantity, order, d, H.agreement(dtype, d), rounding_noise=noise)
+    context = H.RowContext(layer, quantity, value, reference, d, rtol, **ctx)
+    return ParityRow(layer, quantity, order, d, "DIVERGES", H.diagnose(context)[0], rounding_noise=noise)
+
+
+def _set_input_grads(model: Module, value: bool | None, saved: dict[int, bool]) -> None:
+    for m in model.modules():
+        if hasattr(m, "needs_input_grad"):
+            if value is None:
+                m.needs_input_grad = saved[id(m)]
+            else:
+                saved[id(m)] = m.needs_input_grad
+                m.needs_input_grad = value
+
+
+def _prepare_twin(numpy_model: Module, torch_model: tnn.Module | None) -> tnn.Module:
+    if torch_model is None:
+        return build_twin(numpy_model)
+    twin = copy.deepcopy(torch_model)
+    copy_weights(numpy_model, twin)
+    return twin
+
+
+def _check_batch(x: np.ndarray, y: np.ndarray) -> int:
+    if not isinstance(x, np.ndarray) or x.ndim < 1 or len(x) < 1:
+        raise ShapeError(
+            f"parity needs a non-empty batch array x, got {getattr(x, 'shape', type(x).__name__)}"
+        )
+    if len(np.asarray(y)) != len(x):
+        raise ShapeError(f"parity: x has {len(x)} samples but y has {len(np.asarray(y))} labels")
+    return len(x)
+
+
+Arrays = dict[str, np.ndarray]
+
+
+def _run_leaf(t_mod: tnn.Module, x: np.ndarray, grad_out: np.ndarray | None, dtype: torch.dtype) -> Arrays:
+    """One torch layer on the NumPy layer's input (and upstream gradient): output, input and param grads."""
+    x_t = _t(x)
+    if x_t.is_floating_point():
+        x_t = x_t.to(dtype).requires_grad_(True)
+    t_mod.zero_grad(set_to_none=True)
+    y_t = t_mod(x_t)
+    out: Arrays = {"output": y_t.detach().numpy()}
+    if grad_out is not None:
+        y_t.backward(_t(grad_out).to(y_t.dtype))
+        if x_t.grad is not None:
+            out["input grad"] = x_t.grad.numpy()
+        for pname, p in t_mod.named_parameters():
+            if p.grad is not None:
+                out[f"{pname} grad"] = p.grad.numpy()
+    return out
+
+
+def _run_loss(output: np.ndarray, y: np.ndarray, reference_loss: TorchLoss, dtype: torch.dtype) -> Arrays:
+    o_t = _t(output).to(dtype).requires_grad_(True)
+    loss = reference_loss(o_t, _torch_target(y, dtype))
+    loss.backward()
+    return {"loss": loss.detach().numpy(), "loss grad": o_t.grad.numpy()}  # type: ignore[union-attr]
+
+
+def _run_model(
+    twin: tnn.Module, x: np.ndarray, y: np.ndarray, reference_loss: TorchLoss, dtype: torch.dtype
+) -> Arrays:
+    """The whole twin from x alone: output, loss, loss grad, input grad, every parameter grad."""
+    x_t = _t(x).to(dtype).requires_grad_(True)
+    twin.zero_grad(set_to_none=True)
+    o_t = twin(x_t)
+    o_t.retain_grad()
+    loss = reference_loss(o_t, _torch_target(y, dtype))
+    loss.backward()
+    out: Arrays = {
+        "output": o_t.detach().numpy(),
+        "loss": loss.detach().numpy(),
+        "loss grad": o_t.grad.numpy(),
+    }
+    if x_t.grad is not None:
+        out["input grad"] = x_t.grad.numpy()
+    for name, p in twin.named_parameters():
+        if p.grad is not None:
+            out[f"{name} grad"] = p.grad.numpy()
+    return out
+
+
+# ---------------------------------------------------------------------------- per-layer parity
+@_quiet
+def compare_models(
+    numpy_model: Module,
+    torch_model: tnn.Module | None = None,
+    *,
+    x: np.ndarray,
+    y: np.ndarray,
+    loss: Module | None = None,
+    reference_loss: TorchLoss | None = None,
+) -> ParityReport:
+    """Compare ``numpy_model`` (+ ``loss``) with its torch twin on the batch (x, y), layer by layer.
+
+    ``torch_model`` defaults to :func:`~backproplab.verify.twin.build_twin`; one given is deep-copied
+    and gets the NumPy weights, and its module paths must equal the NumPy ones (``layers.0``, ...)
+    for the per-layer rows. ``loss`` is a NumPy loss module called as ``loss(output, y)``
+    (default ``SoftmaxCrossEntropy("mean")``); ``reference_loss`` the torch loss (default: see
+    the module docstring). For a float32 model a float64 copy of the twin also runs, to measure
+    the twin's own rounding error (see :func:`_make_row`). The NumPy model's parameters and
+    grads are left as they were.
+    """
+    batch = _check_batch(x, y)
+    loss = loss if loss is not None else nn.SoftmaxCrossEntropy("mean")
+    dtype = numpy_model.dtype.name
+    rtol = agree_rtol(dtype)
+    twin = _prepare_twin(numpy_model, torch_model)
+    tdtype = next((p.dtype for p in twin.parameters()), torch_dtype(numpy_model.dtype))
+    twin64 = copy.deepcopy(twin).to(torch.float64) if tdtype != torch.float64 else None
+
+    # NumPy: one recorded forward and backward, with every input gradient computed.
+    saved_grads = {name: p.grad for name, p in numpy_model.named_parameters()}
+    saved_flags: dict[int, bool] = {}
+    _set_input_grads(numpy_model, True, saved_flags)
+    try:
+        numpy_model.zero_grad()
+        with record_leaves(numpy_model) as records:
+            out = numpy_model(x)
+            loss_np = loss(out, y)
+            dout = loss.backward(1.0)
+            dx = numpy_model.backward(dout)
+        grads = {name: p.grad.copy() for name, p in numpy_model.named_parameters() if p.grad is not None}
+    finally:
+        _set_input_grads(numpy_model, None, saved_flags)
+        for name, p in numpy_model.named_parameters():
+            p.grad = saved_grads[name]
+
+    if reference_loss is None:
+        probs = _ends_in_softmax(records)
+        reference_loss = reference_nll_of_probabilities if probs else reference_cross_entropy
+        ref_name = (
+            "nll_loss(log p), mean (the model ends in a softmax)" if probs else "cross_entropy(logits), mean"
+        )
+    else:
+        ref_name = getattr(reference_loss, "__name__", type(reference_loss).__name__)
+
+    def rows_for(
+        layer: str, order: str, names: list[str], value: Arrays, ref: Arrays, ref64: Arrays | None, **kw: Any
+    ) -> list[ParityRow]:
+        tol = kw.pop("rtol", rtol)
+        return [
+            _make_row(
+                layer, q, order, value[q], ref[q], None if ref64 is None else ref64.get(q), tol, dtype, **kw
+            )
+            for q in names
+            if q in value and q in ref
+        ]
+
+    fwd_rows: list[ParityRow] = []
+    bwd_blocks: list[list[ParityRow]] = []
+    notes: list[str] = []
+    mods = dict(twin.named_modules())
+    mods64 = dict(twin64.named_modules()) if twin64 is not None else {}
+    for name, rec in records.items():
+        t_mod = mods.get(name)
+        if t_mod is None:
+            notes.append(f"{name}: the torch model has no module of that name; compared end to end only")
+            continue
+        if rec.forward_calls > 1:
+            notes.append(f"{name}: called {rec.forward_calls} times per forward; its first call is compared")
+        ctx = {
+            "module": rec.module,
+            "input": rec.input,
+            "output": rec.output,
+            "grad_output": rec.grad_output,
+            "batch_size": batch,
+        }
+        ref = _run_leaf(t_mod, rec.input, rec.grad_output, tdtype)  # type: ignore[arg-type]
+        ref64 = _run_leaf(mods64[name], rec.input, rec.grad_output, torch.float64) if name in mods64 else None  # type: ignore[arg-type]
+        value: Arrays = {"output": rec.output}  # type: ignore[dict-item]
+        if rec.grad_input is not None:
+            value["input grad"] = rec.grad_input
+        for pname, _ in t_mod.named_parameters():
+            g = grads.get(f"{name}.{pname}" if name else pname)
+            if g is not None:
+                value[f"{pname} grad"] = g
+        fwd_rows += rows_for(name, "forward", ["output"], value, ref, ref64, **ctx)
+        bwd_names = [q for q in value if q != "output"]
+        bwd_blocks.append(rows_for(name, "backward", bwd_names, value, ref, ref64, **ctx))
+
+    # The loss on the NumPy model's own output.
+    lvalue: Arrays = {"loss": np.asarray(loss_np), "loss grad": dout}
+    lref = _run_loss(out, y, reference_loss, tdtype)
+    lref64 = _run_loss(out, y, reference_loss, torch.float64) if twin64 is not None else None
+    lctx = {"output": out, "target": y, "batch_size": batch, "module": loss}
+    fwd_rows += rows_for(LOSS, "forward", ["loss"], lvalue, lref, lref64, **lctx)
+    rows = fwd_rows + rows_for(LOSS, "backward", ["loss grad"], lvalue, lref, lref64, **lctx)
+    for block in reversed(bwd_blocks):
+        rows.extend(block)
+
+    # End to end: the twin from x alone.
+    evalue: Arrays = {"output": out, **lvalue}
+    if dx is not None:
+        evalue["input grad"] = dx
+    evalue.update({f"{n} grad": g for n, g in grads.items()})
+    eref = _run_model(twin, x, y, reference_loss, tdtype)
+    eref64 = _run_model(twin64, x, y, reference_loss, torch.float64) if twin64 is not None else None
+    e2e_kw = {"rtol": END_TO_END_RTOL(dtype), "end_to_end": True}
+    e2e = rows_for(MODEL, "forward", ["output", "loss"], evalue, eref, eref64, **e2e_kw, **lctx)
+    e2e += rows_for(
+        MODEL, "backward", [q for q in evalue if q.endswith("grad")], evalue, eref, eref64, **e2e_kw, **lctx
+    )
+
+    report = ParityReport(rows, e2e, dtype, rtol, batch, ref_name, notes=notes)
+    _summarise(report, records)
+    return report
+
+
+def _summarise(report: ParityReport, records: dict[str, LeafRecord]) -> None:
+    """Fill ``report.hints`` and ``report.notes`` from the rows."""
+    diverging = [r for r in report.rows if r.diverges]
+    for r in diverging:
+        report.hints.append(f"{r.label}: {r.hint}")
+    if not diverging:
+        e2e = [r for r in report.end_to_end if r.diverges]
+        if e2e:
+            report.hints.append(
+                f"every layer agrees on its own, but the composed model differs from {e2e[0].label} on "
+                f"({e2e[0].hint}): check how the model chains its layers (its forward/backward)"
+            )
+    for name, rec in records.items():
+        m = rec.module
+        if isinstance(m, nn.Softmax) and rec.output is not None and rec.output.ndim == 2 and m.dim % 2 == 0:
+            report.hints.append(
+                f"{name}: Softmax(dim={m.dim}) normalises over the batch axis of its (N, C) input: use dim=1"
+            )
+    if report.batch_size == 1:
+        report.notes.append(
+            "batch size 1: sum and mean reductions give the same loss and gradients, so the reduction "
+            "cannot be checked (use a batch of 2 or more)"
+        )
+    if report.first_divergence is None:
+        by_tol = [r.diff.max_rel_err for r in report.rows if r.diff.max_rel_err <= report.rtol]
+        near_zero = [r.label for r in report.rows if r.diff.max_rel_err > report.rtol]
+        worst = max(by_tol, default=0.0)
+        n = len(report.rows) + len(report.end_to_end)
+        if worst > 0 or near_zero:
+            report.notes.append(
+                f"all {n} compared tensors agree; the largest per-layer difference, {worst:.2g} of the "
+                f"tensor's scale, is {report.dtype} rounding (tolerance {report.rtol:g}), not a bug"
+            )
+        else:
+            report.notes.append(f"all {n} compared tensors agree exactly")
+        if near_zero:
+            report.notes.append(
+                f"{', '.join(near_zero)}: zero up to rounding (terms that cancel, e.g. a bias before "
+                f"BatchNorm); equal to a float64 twin within {ROUNDING_NOISE_FACTOR:g}x the float32 twin's "
+                "own rounding error"
+            )
+
+
+# ---------------------------------------------------------------------------- trajectories
+def _optimizers(
+    optimizer: str, lr: float, np_model: Module, t_model: tnn.Module
+) -> tuple[nn.optim.Optimizer, torch.optim.Optimizer]:
+    np_params = list(np_model.parameters())
+    t_params = list(t_model.parameters())
+    if optimizer == "sgd":
+        return nn.optim.SGD(np_params, lr=lr), torch.optim.SGD(t_params, lr=lr)
+    if optimizer == "adam":
+        return nn.optim.Adam(np_params, lr=lr), torch.optim.Adam(t_params, lr=lr)
+    raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+
+
+@_quiet
+def compare_trajectories(
+    numpy_model: Module,
+    torch_model: tnn.Module | None = None,
+    *,
+    x: np.ndarray,
+    y: np.ndarray,
+    rng: np.random.Generator,
+    loss: Module | None = None,
+    reference_loss: TorchLoss | None = None,
+    optimizer: str = "sgd",
+    learning_rate: float = 1e-3,
+    batch_size: int | None = None,
+    steps: int = 20,
+) -> TrajectoryReport:
+    """Train deep copies of both models for ``steps`` steps on the same batches; compare each step.
+
+    Each step draws ``batch_size`` indices of (x, y) without replacement from ``rng`` (the whole
+    set when ``batch_size`` is None or at least len(x)), records both losses on that batch,
+    then runs backward and the optimizer step (``"sgd"`` or ``"adam"``, torch's defaults besides
+    the learning rate) on each side, and measures max over parameters of ||p_np - p_t|| / ||p_t||.
+    A step diverges when the relative loss difference or that parameter gap exceeds
+    :data:`TRAJ_LOSS_RTOL` / :data:`TRAJ_PARAM_RTOL` for the dtype.
+    """
+    n = _check_batch(x, y)
+    if steps < 1:
+        raise ValueError(f"steps must be positive, got {steps}")
+    np_model = copy.deepcopy(numpy_model)
+    np_model.zero_grad()
+    twin = _prepare_twin(np_model, torch_model)
+    loss = copy.deepcopy(loss) if loss is not None else nn.SoftmaxCrossEntropy("mean")
+    dtype = np_model.dtype.name
+    if reference_loss is None:
+        with nn.no_grad(), record_leaves(np_model, copy=False) as records:
+            np_model(x[:1])
+        reference_loss = (
+            reference_nll_of_probabilities if _ends_in_softmax(records) else reference_cross_entropy
+        )
+    opt_np, opt_t = _optimizers(optimizer, learning_rate, np_model, twin)
+    tdtype = next((p.dtype for p in twin.parameters()), torch.float32)
+    bs = n if batch_size is None or batch_size >= n else batch_size
+    report = TrajectoryReport(
+        optimizer, learning_rate, bs, TRAJ_LOSS_RTOL.get(dtype, 1e-3), TRAJ_PARAM_RTOL.get(dtype, 1e-3)
+    )
+    np_params = dict(np_model.named_parameters())
+    t_params = dict(twin.named_parameters())
+    for step in range(1, steps + 1):
+        idx = np.arange(n) if bs == n else np.sort(rng.choice(n, size=bs, replace=False))
+        xb, yb = x[idx], np.asarray(y)[idx]  # (bs, ...), (bs,)
+        l_np = loss(np_model(xb), yb)
+        np_model.backward(loss.backward(1.0))
+        opt_np.step()
+        opt_np.zero_grad()
+        opt_t.zero_grad(set_to_none=True)
+        l_t = reference_loss(twin(_t(xb)), _torch_target(yb, tdtype))
+        l_t.backward()
+        opt_t.step()
+        ln, lt = float(l_np), float(l_t.detach())
+        loss_rel = abs(ln - lt) / abs(lt) if lt != 0 else (0.0 if ln == lt else math.inf)
+        gap = 0.0
+        for name, p in np_params.items():
+            ref = t_params[name].detach().numpy().astype(np.float64)
+            den = float(np.linalg.norm(ref))
+            num = float(np.linalg.norm(p.data.astype(np.float64) - ref))
+            gap = max(gap, num / den if den > 0 else (0.0 if num == 0 else math.inf))
+        diverges = not (loss_rel <= report.loss_rtol and gap <= report.param_rtol)
+        report.steps.append(TrajectoryStep(step, ln, lt, loss_rel, gap, diverges))
+        if diverges and report.hint is None:
+            ctx = H.RowContext(
+                LOSS,
+                "loss",
+                np.asarray(ln),
+                np.asarray(lt),
+                tensor_diff(np.asarray(ln), np.asarray(lt)),
+                report.loss_rtol,
+                batch_size=bs,
+            )
+            report.hint = (H.loss_reduction(ctx) if loss_rel > report.loss_rtol else None) or (
+                f"first divergence at step {step}: loss differs by {loss_rel:.3g} (relative), parameters by "
+                f"{gap:.3g}"
+            )
+    return report
+
+
+# ---------------------------------------------------------------------------- text output
+def _fmt(v: float) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if math.isinf(v):
+        return "inf"
+    return f"{v:.3g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
+
+
+def _table(rows: list[ParityRow]) -> list[str]:
+    wl = max([5, *(len(r.layer) for r in rows)])
+    wq = max([8, *(len(r.shown_quantity) for r in rows)])
+    head = (
+        f"{'layer':<{wl}}  {'quantity':<{wq}} {'max abs err':>11} {'max rel err':>11} {'cosine':>9} "
+        f"{'norm ratio':>10}  status"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        d = r.diff
+        cos = "-" if math.isnan(d.cosine) else f"{d.cosine:.6f}"
+        status = r.status + (f": {r.hint}" if r.hint else "")
+        lines.append(
+            f"{r.layer:<{wl}}  {r.shown_quantity:<{wq}} {_fmt(d.max_abs_err):>11} {_fmt(d.max_rel_err):>11} "
+            f"{cos:>9} "
+            f"{_fmt(d.norm_ratio):>10}  {status}"
+        )
+    return lines
+
+
+def format_table(report: ParityReport) -> str:
+    """The report as text: per-layer table, end-to-end table, verdict, hints, notes, trajectory."""
+    lines = [
+        f"per-layer parity ({report.dtype}, batch {report.batch_size}, reference loss "
+        f"{report.reference_loss}; "
+        f"agreement: max rel err <= {report.rtol:g})",
+        *_table(report.rows),
+        "",
+        "end to end (twin run from the input alone; agreement: ||A-B||/||B|| <= "
+        f"{END_TO_END_RTOL(report.dtype):g})",
+        *_table(report.end_to_end),
+        "",
+    ]
+    first = report.first_divergence
+    if first is None:
+        lines.append("first divergence: none, parity holds")
+    else:
+        lines.append(f"first divergence: {first.label} ({first.order} order): {first.hint}")
+    lines += [f"hint: {h}" for h in report.hints]
+    lines += [f"note: {n}" for n in report.notes]
+    traj = report.trajectory
+    if traj is not None:
+        lines += [
+            "",
+            f"training trajectory ({traj.optimizer}, lr {traj.learning_rate:g}, batch {traj.batch_size}; "
+            f"tolerances: loss {traj.loss_rtol:g}, parameters {traj.param_rtol:g})",
+            f"{'step':>4} {'loss numpy':>12} {'loss torch':>12} {'loss rel diff':>13} {'param rel diff':>14}",
+        ]
+        for s in traj.steps:
+            flag = "  DIVERGES" if s.diverges else ""
+            lines.append(
+                f"{s.step:>4} {s.loss_numpy:>12.6g} {s.loss_torch:>12.6g} {_fmt(s.loss_rel_diff):>13} "
+                f"{_fmt(s.param_rel_diff):>14}{flag}"
+            )
+        fd = traj.first_divergence
+        lines.append(
+            "trajectories agree at every step"
+            if fd is None
+            else f"trajectories diverge from step {fd}: {traj.hint}"
+        )
+    lines.append("PARITY HOLDS" if report.ok else "PARITY BROKEN")
+    return "\n".join(lines)
