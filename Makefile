@@ -27,8 +27,9 @@ lint: $(STAMP_TEST)
 	$(PY) -m ruff format --check src tests benchmarks
 	$(PY) -m mypy
 
+# Two test workers, one BLAS/OpenMP thread each: oversubscribed OpenBLAS threads spin and crawl.
 test: lint
-	$(PY) -m pytest -n 2 --dist loadgroup
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadgroup
 
 bench: $(STAMP_TEST)
 	$(PY) benchmarks/mlp_numpy_vs_torch.py

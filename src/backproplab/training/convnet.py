@@ -87,6 +87,10 @@ class ConvNetConfig:
         default=None, metadata={"help": "length of the cosine/onecycle schedule (default: --max_steps)"}
     )
     label_smoothing: float = field(default=0.0, metadata={"help": "label smoothing of the training loss"})
+    track_stats: bool = field(
+        default=False,
+        metadata={"help": "record per-layer statistics (doctor) at every evaluation into metrics.jsonl"},
+    )
     augment: bool = field(
         default=False, metadata={"help": "random crop (padding 4) and horizontal flip, on the device"}
     )

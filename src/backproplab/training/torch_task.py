@@ -113,7 +113,17 @@ class TorchTrainTask:
         return self._hint
 
     def eval_extras(self) -> dict[str, Any]:
-        return {"lr": current_lr(self.optimizer)}
+        """The learning rate, and with the config's ``track_stats`` the per-layer statistics
+        (:func:`backproplab.verify.layer_stats.torch_layer_stats`) on the first training batch."""
+        extras: dict[str, Any] = {"lr": current_lr(self.optimizer)}
+        if getattr(self.config, "track_stats", False):
+            from backproplab.verify.layer_stats import stats_record, torch_layer_stats
+
+            n = min(self.batch_size, int(self.data.x_train.shape[0]))
+            x, y = self.data.x_train[:n], self.data.y_train[:n]  # (n, ...), (n,)
+            stats = torch_layer_stats(self.model, x, y, self.loss_fn, optimizer=self.optimizer)
+            extras["layer_stats"] = stats_record(stats)
+        return extras
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_state(self, step: int) -> dict[str, Any]:
