@@ -109,3 +109,17 @@ def test_env_cache_dir_is_used(monkeypatch, tmp_path, writers):
 def test_cache_miss_does_not_hide_errors(tmp_path, cache_dir):
     with pytest.raises(DataError):
         load_dataset("cifar10", tmp_path / "missing.tar.gz", cache_dir=cache_dir)
+
+
+def test_no_data_dir_uses_a_copy_decoded_earlier(tmp_path, writers, cache_dir, monkeypatch):
+    with pytest.raises(DataError, match="download is off"):
+        load_dataset("cifar10", None, cache_dir=cache_dir, download=False)
+    src = tmp_path / "images.tar.gz"
+    exp = writers.write_image_tar(src, "PNG")
+    load_dataset("cifar10", src, cache_dir=cache_dir)
+    src.unlink()  # the cached arrays alone must do
+    monkeypatch.setattr(decode, "decode_images", _no_decode)
+    ds = load_dataset("cifar10", None, cache_dir=cache_dir, download=False)
+    np.testing.assert_array_equal(ds.x_train, exp.x_train)
+    np.testing.assert_array_equal(ds.y_test, exp.y_test)
+    assert "decoded arrays from cache" in ds.source

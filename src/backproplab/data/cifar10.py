@@ -119,6 +119,14 @@ def _load_default(cache_dir: Path, download: bool) -> Dataset:
     for candidate in candidates:
         if candidate.is_dir():
             return read_batches_dir(candidate)
+    # A copy decoded earlier from a --data_dir (e.g. the JPEG tar.gz): the newest one.
+    decoded = sorted(
+        cache_file(cache_dir, NAME, "*").parent.glob(f"{NAME}-*.npz"), key=lambda p: p.stat().st_mtime
+    )
+    for path in reversed(decoded):
+        hit = load_arrays(path, NAME, f"decoded arrays from cache {path}")
+        if hit is not None:
+            return hit
     archive = cache_dir / CIFAR10_ARCHIVE.filename
     if not archive.is_file():
         if not download:
