@@ -57,7 +57,9 @@ def _trainer_config(module: Any) -> type:
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     """The parser; only the sub-command named in ``argv`` is imported to add its flags."""
-    parser = argparse.ArgumentParser(prog="backproplab", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="backproplab", description="Train the practical's models, plot runs, and verify gradients."
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     train = sub.add_parser("train", help="train a model; writes a run directory")
     tsub = train.add_subparsers(dest="trainer", required=True, metavar="MODEL")
