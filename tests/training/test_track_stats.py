@@ -25,7 +25,17 @@ def _records(run: Path) -> list[dict]:
 
 @pytest.mark.parametrize("trainer", sorted(TRAINERS))
 def test_stats_are_logged_and_training_is_unchanged(trainer: str, tmp_path: Path) -> None:
-    common = ["train", trainer, "--dataset", "digits", "--max_steps", "6", "--eval_freq", "3", *TRAINERS[trainer]]
+    common = [
+        "train",
+        trainer,
+        "--dataset",
+        "digits",
+        "--max_steps",
+        "6",
+        "--eval_freq",
+        "3",
+        *TRAINERS[trainer],
+    ]
     assert main([*common, "--out", str(tmp_path / "plain")]) == 0
     assert main([*common, "--track_stats", "--out", str(tmp_path / "stats")]) == 0
     plain, stats = _records(tmp_path / "plain"), _records(tmp_path / "stats")
