@@ -16,6 +16,7 @@ TRAINERS = {
     "mlp-numpy": ["--dnn_hidden_units", "32,16"],
     "mlp-torch": ["--dnn_hidden_units", "32,16"],
     "convnet": ["--train_subset", "64", "--test_subset", "32", "--batch_size", "8"],
+    "convnet-numpy": ["--train_subset", "64", "--test_subset", "32", "--batch_size", "8"],
 }
 
 

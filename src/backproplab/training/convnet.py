@@ -36,10 +36,10 @@ from backproplab.data import load_dataset
 from backproplab.errors import ConfigError
 from backproplab.torch_models import ConvNet
 from backproplab.training.augment import random_crop_flip
+from backproplab.training.convnet_config import ConvNetBaseConfig
 from backproplab.training.device_data import DeviceBatchSampler, DeviceData
 from backproplab.training.interrupt import InterruptFlag
 from backproplab.training.lr_schedules import build_scheduler
-from backproplab.training.mlp_config import DATASETS
 from backproplab.training.prepared_data import prepare
 from backproplab.training.torch_device import (
     AMP_MODES,
@@ -62,19 +62,17 @@ FAST_RECIPE = (
 
 
 @dataclass
-class ConvNetConfig:
+class ConvNetConfig(ConvNetBaseConfig):
     """Flags of ``train convnet`` (the practical's defaults, plus recipe knobs that are off by default)."""
 
-    learning_rate: float = field(default=1e-4, metadata={"help": "(peak) learning rate"})
-    batch_size: int = field(default=32, metadata={"help": "mini-batch size"})
-    max_steps: int = field(default=5000, metadata={"help": "number of training steps (mini-batches)"})
-    eval_freq: int = field(default=500, metadata={"help": "evaluate on the test split every this many steps"})
     optimizer: str = field(
         default="adam", metadata={"help": "optimizer", "choices": ("adam", "adamw", "sgd")}
     )
-    momentum: float = field(default=0.9, metadata={"help": "Nesterov momentum of --optimizer sgd"})
     weight_decay: float = field(
         default=0.0, metadata={"help": "weight decay (L2 for adam/sgd, decoupled for adamw)"}
+    )
+    augment: bool = field(
+        default=False, metadata={"help": "random crop (padding 4) and horizontal flip, on the device"}
     )
     lr_schedule: str = field(
         default="constant",
@@ -87,58 +85,21 @@ class ConvNetConfig:
         default=None, metadata={"help": "length of the cosine/onecycle schedule (default: --max_steps)"}
     )
     label_smoothing: float = field(default=0.0, metadata={"help": "label smoothing of the training loss"})
-    track_stats: bool = field(
-        default=False,
-        metadata={"help": "record per-layer statistics (doctor) at every evaluation into metrics.jsonl"},
-    )
-    augment: bool = field(
-        default=False, metadata={"help": "random crop (padding 4) and horizontal flip, on the device"}
-    )
     amp: str = field(default="none", metadata={"help": "mixed precision autocast", "choices": AMP_MODES})
     channels_last: bool = field(
         default=False, metadata={"help": "NHWC memory format (faster convolutions on GPUs)"}
     )
-    eval_batch_size: int = field(default=1000, metadata={"help": "batch size of the evaluation"})
-    dataset: str = field(default="cifar10", metadata={"help": "data set", "choices": DATASETS})
-    data_dir: str | None = field(
-        default=None, metadata={"help": "data set location (directory or archive); default: the cache"}
-    )
-    train_subset: int | None = field(
-        default=None, metadata={"help": "train on this many random training images (default: all)"}
-    )
-    test_subset: int | None = field(
-        default=None, metadata={"help": "evaluate on this many random test images (default: all)"}
-    )
-    preprocess: str = field(
-        default="standardize",
-        metadata={
-            "help": "standardise per channel, or subtract the mean training image (the practical's way)",
-            "choices": ("standardize", "mean_image"),
-        },
-    )
-    seed: int = field(default=42, metadata={"help": "seed of every random choice in the run"})
     device: str = field(
         default="auto", metadata={"help": "device: cuda if available (auto), cpu or cuda", "choices": DEVICES}
     )
-    out: str | None = field(default=None, metadata={"help": "run directory (default: runs/convnet-<time>)"})
     resume: str | None = field(
         default=None, metadata={"help": "continue the run in this directory from its last checkpoint"}
     )
 
     def validate(self) -> None:
-        if not self.learning_rate > 0:
-            raise ConfigError(f"--learning_rate must be positive, got {self.learning_rate}")
-        for name in ("batch_size", "max_steps", "eval_freq", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name} must be a positive integer, got {getattr(self, name)}")
-        for name in ("schedule_steps", "train_subset", "test_subset"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"--{name} must be a positive integer, got {value}")
-        if not 0 <= self.momentum < 1:
-            raise ConfigError(f"--momentum must be in [0, 1), got {self.momentum}")
-        if not self.weight_decay >= 0:
-            raise ConfigError(f"--weight_decay must be >= 0, got {self.weight_decay}")
+        super().validate()
+        if self.schedule_steps is not None and self.schedule_steps < 1:
+            raise ConfigError(f"--schedule_steps must be a positive integer, got {self.schedule_steps}")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"--label_smoothing must be in [0, 1), got {self.label_smoothing}")
 

@@ -17,9 +17,8 @@ import numpy as np
 
 from backproplab import nn
 from backproplab.data import BatchIterator, iterate_minibatches, load_dataset
-from backproplab.errors import ConfigError
+from backproplab.training.convnet_config import ConvNetBaseConfig
 from backproplab.training.loop import train_loop
-from backproplab.training.mlp_config import DATASETS
 from backproplab.training.prepared_data import PreparedData, prepare
 from backproplab.training.run_dir import RunDir, default_run_dir
 
@@ -28,56 +27,13 @@ AUGMENT_PADDING = 4
 
 
 @dataclass
-class ConvNetNumpyConfig:
+class ConvNetNumpyConfig(ConvNetBaseConfig):
     """Flags of ``train convnet-numpy``: those of ``train convnet`` that apply to the NumPy engine."""
 
-    learning_rate: float = field(default=1e-4, metadata={"help": "learning rate"})
-    batch_size: int = field(default=32, metadata={"help": "mini-batch size"})
-    max_steps: int = field(default=5000, metadata={"help": "number of training steps (mini-batches)"})
-    eval_freq: int = field(default=500, metadata={"help": "evaluate on the test split every this many steps"})
-    optimizer: str = field(default="adam", metadata={"help": "optimizer", "choices": ("adam", "sgd")})
-    momentum: float = field(default=0.9, metadata={"help": "Nesterov momentum of --optimizer sgd"})
-    weight_decay: float = field(default=0.0, metadata={"help": "L2 weight decay"})
-    augment: bool = field(default=False, metadata={"help": "random crop (padding 4) and horizontal flip"})
     eval_batch_size: int = field(
         default=100, metadata={"help": "batch size of the evaluation (its im2col buffer grows with it)"}
     )
-    dataset: str = field(default="cifar10", metadata={"help": "data set", "choices": DATASETS})
-    data_dir: str | None = field(
-        default=None, metadata={"help": "data set location (directory or archive); default: the cache"}
-    )
-    train_subset: int | None = field(
-        default=None, metadata={"help": "train on this many random training images (default: all)"}
-    )
-    test_subset: int | None = field(
-        default=None, metadata={"help": "evaluate on this many random test images (default: all)"}
-    )
-    preprocess: str = field(
-        default="standardize",
-        metadata={
-            "help": "standardise per channel, or subtract the mean training image (the practical's way)",
-            "choices": ("standardize", "mean_image"),
-        },
-    )
-    seed: int = field(default=42, metadata={"help": "seed of every random choice in the run"})
-    out: str | None = field(
-        default=None, metadata={"help": "run directory (default: runs/convnet-numpy-<time>)"}
-    )
-
-    def validate(self) -> None:
-        if not self.learning_rate > 0:
-            raise ConfigError(f"--learning_rate must be positive, got {self.learning_rate}")
-        for name in ("batch_size", "max_steps", "eval_freq", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name} must be a positive integer, got {getattr(self, name)}")
-        for name in ("train_subset", "test_subset"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"--{name} must be a positive integer, got {value}")
-        if not 0 <= self.momentum < 1:
-            raise ConfigError(f"--momentum must be in [0, 1), got {self.momentum}")
-        if not self.weight_decay >= 0:
-            raise ConfigError(f"--weight_decay must be >= 0, got {self.weight_decay}")
+    optimizer: str = field(default="adam", metadata={"help": "optimizer", "choices": ("adam", "sgd")})
 
 
 def random_crop_flip(x: np.ndarray, rng: np.random.Generator, padding: int = AUGMENT_PADDING) -> np.ndarray:
@@ -174,7 +130,15 @@ class NumpyConvNetTask:
         """The NumPy trainer keeps no resumable checkpoint; the final model is model.npz."""
 
     def eval_extras(self) -> dict[str, Any]:
-        return {}
+        """With ``track_stats``: per-layer statistics on the first training batch (model left unchanged)."""
+        if not self.cfg.track_stats:
+            return {}
+        from backproplab.verify.layer_stats import numpy_layer_stats, stats_record
+
+        n = min(self.cfg.batch_size, len(self.data.x_train))
+        x, y = self.data.x_train[:n], self.data.y_train[:n]  # (n, C, H, W), (n,)
+        stats = numpy_layer_stats(self.model, x, y, self.loss_fn, optimizer=self.optimizer)
+        return {"layer_stats": stats_record(stats)}
 
 
 def run(cfg: ConvNetNumpyConfig, *, progress: bool | None = None) -> dict[str, Any]:
