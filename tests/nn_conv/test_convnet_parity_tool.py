@@ -40,3 +40,17 @@ def test_parity_points_at_a_broken_layer() -> None:
     report = parity.compare_models(model, x=x, y=y)
     assert not report.ok
     assert "preact3_a.bn" in report.first_divergence.label
+
+
+def test_cli_parity_on_the_convnet(capsys: pytest.CaptureFixture[str]) -> None:
+    from backproplab.cli.main import main
+
+    assert main(["parity", "--model", "convnet", "--batch_size", "4", "--steps", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "NumPy PreAct ConvNet" in out and "float64" in out and "PARITY HOLDS" in out
+    assert (
+        main(["parity", "--model", "convnet", "--batch_size", "4", "--steps", "1", "--loss_reduction", "sum"])
+        == 1
+    )
+    out = capsys.readouterr().out
+    assert "batch size 4: sum instead of mean reduction" in out and "PARITY BROKEN" in out

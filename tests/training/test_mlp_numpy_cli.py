@@ -151,7 +151,10 @@ def test_plot_overlays_runs(digits_run: Path, tmp_path: Path) -> None:
     assert run_cli("plot", str(tmp_path / "nothing"), "-o", str(tmp_path / "x.png")) == 2
 
 
-def test_demo_falls_back_to_digits_offline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_falls_back_to_digits_offline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BACKPROPLAB_CACHE", str(tmp_path / "empty-cache"))  # no CIFAR-10 decoded there
     assert run_cli("demo", "--out", str(tmp_path / "demo")) == 0
     out = capsys.readouterr().out
     assert "training on scikit-learn's 8x8 digits" in out

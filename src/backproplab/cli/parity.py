@@ -1,6 +1,7 @@
-"""``backproplab parity``: the NumPy MLP against its PyTorch twin, layer by layer and over training.
+"""``backproplab parity``: a NumPy model against its PyTorch twin, layer by layer and over training.
 
-Builds the practical's NumPy MLP from the usual flags, its torch twin with the same weights, and
+Builds the practical's NumPy MLP from the usual flags (or, with ``--model convnet``, the NumPy
+PreAct ConvNet), its torch twin with the same weights, and
 prints the per-layer parity table (forward outputs, input gradients, parameter gradients), the
 first layer that diverges with a likely cause, and the step-by-step comparison of ``--steps``
 training steps with matching optimizers. The reference is PyTorch's default: cross-entropy with
@@ -28,6 +29,9 @@ from backproplab.training.mlp_config import DATASETS, MLPConfig, parse_hidden_un
 
 #: Synthetic data: CIFAR-10's flattened size and class count.
 SYNTHETIC_FEATURES, SYNTHETIC_CLASSES = 3072, 10
+MODELS = ("mlp", "convnet")
+#: Default batch sizes: the MLP trainer's, and a small one for the (slow, CPU) NumPy ConvNet.
+DEFAULT_BATCH = {"mlp": 200, "convnet": 8}
 #: The trajectory draws its batches from this many batches' worth of samples.
 POOL_BATCHES = 4
 
@@ -42,14 +46,30 @@ def mlp_field(name: str, **overrides: Any) -> Any:
 class ParityConfig:
     """Flags of ``backproplab parity``: the MLP's (as ``train mlp-numpy``) plus the comparison's."""
 
+    model: str = field(
+        default="mlp",
+        metadata={"help": "NumPy model to compare: the MLP or the PreAct ConvNet", "choices": MODELS},
+    )
     dnn_hidden_units: str = mlp_field("dnn_hidden_units")
     loss_reduction: str = mlp_field("loss_reduction")
-    batch_size: int = mlp_field("batch_size")
+    batch_size: int | None = mlp_field(
+        "batch_size",
+        default=None,
+        help=f"batch size (default: {DEFAULT_BATCH['mlp']} for the MLP, {DEFAULT_BATCH['convnet']} for the ConvNet)",
+    )
     learning_rate: float = mlp_field("learning_rate")
     optimizer: str = mlp_field("optimizer")
     init: str = mlp_field("init")
     activation: str = mlp_field("activation")
     seed: int = mlp_field("seed")
+    dtype: str | None = field(
+        default=None,
+        metadata={
+            "help": "precision of both models (default: float32 for the MLP; float64 for the ConvNet, whose "
+            "19 BatchNorms amplify float32 rounding past any useful tolerance end to end)",
+            "choices": ("float32", "float64"),
+        },
+    )
     steps: int = field(default=20, metadata={"help": "training steps compared step by step (0: none)"})
     json: bool = field(default=False, metadata={"help": "print the report as JSON"})
     dataset: str | None = field(
@@ -67,7 +87,7 @@ class ParityConfig:
         self.hidden_units  # noqa: B018  (raises on bad input)
         if not self.learning_rate > 0:
             raise ConfigError(f"--learning_rate must be positive, got {self.learning_rate}")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError(f"--batch_size must be a positive integer, got {self.batch_size}")
         if self.steps < 0:
             raise ConfigError(f"--steps must be 0 or more, got {self.steps}")
@@ -86,20 +106,28 @@ def synthetic_data(
 
 
 def mlp_data(
-    dataset: str | None, data_dir: str | None, preprocess: str, n: int, rng: np.random.Generator
+    dataset: str | None,
+    data_dir: str | None,
+    preprocess: str,
+    n: int,
+    rng: np.random.Generator,
+    layout: str = "flat",
 ) -> tuple[np.ndarray, np.ndarray, int, str]:
-    """(x (n, D) float32, y (n,), num_classes, description): ``n`` random training samples, flat.
+    """(x float32, y (n,), num_classes, description): ``n`` random training samples, flat (n, D)
+    or images (n, C, H, W) for ``layout="NCHW"``.
 
-    ``dataset=None`` gives :func:`synthetic_data`.
+    ``dataset=None`` gives :func:`synthetic_data` (of CIFAR-10's image shape for NCHW).
     """
     if dataset is None:
         x, y, c = synthetic_data(n, rng)
-        return x, y, c, f"synthetic data: {n} samples, {x.shape[1]} N(0,1) features, {c} random classes"
+        if layout == "NCHW":
+            x = x.reshape(n, 3, 32, 32)  # (n, C, H, W)
+        return x, y, c, f"synthetic data: {n} samples of shape {x.shape[1:]}, N(0,1), {c} random classes"
     from backproplab.data import load_dataset
     from backproplab.training.prepared_data import prepare
 
     ds = load_dataset(dataset, data_dir)
-    data = prepare(ds, preprocess, layout="flat")
+    data = prepare(ds, preprocess, layout=layout)
     idx = rng.choice(len(data.x_train), size=min(n, len(data.x_train)), replace=False)
     return (
         data.x_train[idx],
@@ -115,13 +143,27 @@ def run_parity(cfg: ParityConfig) -> tuple[Any, str]:
     from backproplab.verify.parity import compare_models, compare_trajectories
 
     rng = np.random.default_rng(cfg.seed)
-    n = cfg.batch_size * (POOL_BATCHES if cfg.steps else 1)
-    x, y, num_classes, desc = mlp_data(cfg.dataset, cfg.data_dir, cfg.preprocess, n, rng)
-    model = nn.MLP(
-        x.shape[1], cfg.hidden_units, num_classes, activation=cfg.activation, init_scheme=cfg.init, rng=rng
-    )
+    batch_size = cfg.batch_size or DEFAULT_BATCH[cfg.model]
+    n = batch_size * (POOL_BATCHES if cfg.steps else 1)
+    layout = "NCHW" if cfg.model == "convnet" else "flat"
+    x, y, num_classes, desc = mlp_data(cfg.dataset, cfg.data_dir, cfg.preprocess, n, rng, layout)
+    model: nn.Module
+    if cfg.model == "convnet":
+        model = nn.ConvNet(x.shape[1], num_classes, rng=rng)
+    else:
+        model = nn.MLP(
+            x.shape[1],
+            cfg.hidden_units,
+            num_classes,
+            activation=cfg.activation,
+            init_scheme=cfg.init,
+            rng=rng,
+        )
+    dtype = x_dtype(cfg)
+    model.to(np.dtype(dtype))
+    x = x.astype(dtype)
     loss = nn.SoftmaxCrossEntropy(cfg.loss_reduction)
-    b = min(cfg.batch_size, len(x))
+    b = min(batch_size, len(x))
     report = compare_models(model, x=x[:b], y=y[:b], loss=loss)
     if cfg.steps:
         report.trajectory = compare_trajectories(
@@ -138,6 +180,11 @@ def run_parity(cfg: ParityConfig) -> tuple[Any, str]:
     return report, desc
 
 
+def x_dtype(cfg: ParityConfig) -> str:
+    """The precision the comparison runs in."""
+    return cfg.dtype or ("float64" if cfg.model == "convnet" else "float32")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_dataclass_args(parser, ParityConfig)
 
@@ -150,10 +197,12 @@ def main(args: argparse.Namespace) -> int:
     if cfg.json:
         print(json.dumps({"config": dataclasses.asdict(cfg), "data": desc, **report.to_dict()}, indent=2))
     else:
-        print(
-            f"NumPy MLP [{cfg.dnn_hidden_units}] ({cfg.activation}, init {cfg.init}, loss reduction "
-            f"{cfg.loss_reduction}) vs its PyTorch twin"
+        what = (
+            "NumPy PreAct ConvNet"
+            if cfg.model == "convnet"
+            else f"NumPy MLP [{cfg.dnn_hidden_units}] ({cfg.activation}, init {cfg.init})"
         )
+        print(f"{what}, loss reduction {cfg.loss_reduction}, {x_dtype(cfg)}, vs its PyTorch twin")
         print(f"data: {desc}")
         print(format_table(report))
     return 0 if report.ok else 1
