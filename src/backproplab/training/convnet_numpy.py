@@ -18,9 +18,9 @@ import numpy as np
 from backproplab import nn
 from backproplab.data import BatchIterator, iterate_minibatches, load_dataset
 from backproplab.training.convnet_config import ConvNetBaseConfig
-from backproplab.training.loop import train_loop
+from backproplab.training.loop import run_new
 from backproplab.training.prepared_data import PreparedData, prepare
-from backproplab.training.run_dir import RunDir, default_run_dir
+from backproplab.training.run_dir import RunDir
 
 TRAINER = "convnet-numpy"
 AUGMENT_PADDING = 4
@@ -148,19 +148,8 @@ def run(cfg: ConvNetNumpyConfig, *, progress: bool | None = None) -> dict[str, A
     if cfg.train_subset is not None or cfg.test_subset is not None:
         ds = ds.subset(cfg.train_subset, cfg.test_subset, np.random.default_rng(subset_seq))
     data = prepare(ds, cfg.preprocess, layout="NCHW")
-    run_dir = RunDir(cfg.out or default_run_dir(TRAINER))
-    run_dir.save_config(cfg, trainer=TRAINER, data_source=ds.source)
     task = NumpyConvNetTask(cfg, data, task_seq)
-    summary = train_loop(
-        task,
-        run_dir,
-        max_steps=cfg.max_steps,
-        eval_freq=cfg.eval_freq,
-        title=f"{TRAINER} on {ds.name}",
-        progress=progress,
-    )
-    summary["run_dir"] = str(run_dir.path)
-    return summary
+    return run_new(TRAINER, cfg, task, ds.name, ds.source, progress=progress)
 
 
 CONFIG = ConvNetNumpyConfig

@@ -17,7 +17,7 @@ import numpy as np
 from backproplab.errors import NonFiniteError
 from backproplab.training.plots import plot_runs
 from backproplab.training.progress import Progress
-from backproplab.training.run_dir import RunDir
+from backproplab.training.run_dir import RunDir, default_run_dir
 
 
 class TrainTask(Protocol):
@@ -146,4 +146,24 @@ def train_loop(
     update_summary()
     summary["model"] = task.save_model(run)
     _finish(task, run, summary, title)
+    return summary
+
+
+def run_new(
+    trainer: str, cfg: Any, task: TrainTask, data_name: str, data_source: str, *, progress: bool | None = None
+) -> dict[str, Any]:
+    """Train ``task`` in a new run directory (``cfg.out`` or ``runs/<trainer>-<time>``) for
+    ``cfg.max_steps`` steps, evaluating every ``cfg.eval_freq``; save the resolved config first.
+    Returns the summary with ``run_dir`` added."""
+    run = RunDir(cfg.out or default_run_dir(trainer))
+    run.save_config(cfg, trainer=trainer, data_source=data_source)
+    summary = train_loop(
+        task,
+        run,
+        max_steps=cfg.max_steps,
+        eval_freq=cfg.eval_freq,
+        title=f"{trainer} on {data_name}",
+        progress=progress,
+    )
+    summary["run_dir"] = str(run.path)
     return summary

@@ -9,10 +9,10 @@ import numpy as np
 
 from backproplab import nn
 from backproplab.data import BatchIterator, iterate_minibatches, load_dataset
-from backproplab.training.loop import train_loop
+from backproplab.training.loop import run_new
 from backproplab.training.mlp_config import MLPConfig
 from backproplab.training.prepared_data import PreparedData, prepare
-from backproplab.training.run_dir import RunDir, default_run_dir
+from backproplab.training.run_dir import RunDir
 
 EVAL_CHUNK = 2000
 
@@ -104,19 +104,7 @@ def run(cfg: MLPNumpyConfig, *, progress: bool | None = None) -> dict[str, Any]:
     rng = np.random.default_rng(cfg.seed)
     ds = load_dataset(cfg.dataset, cfg.data_dir)
     data = prepare(ds, cfg.preprocess, layout="flat")
-    run_dir = RunDir(cfg.out or default_run_dir("mlp-numpy"))
-    run_dir.save_config(cfg, trainer="mlp-numpy", data_source=ds.source)
-    task = NumpyMLPTask(cfg, data, rng)
-    summary = train_loop(
-        task,
-        run_dir,
-        max_steps=cfg.max_steps,
-        eval_freq=cfg.eval_freq,
-        title=f"mlp-numpy on {ds.name}",
-        progress=progress,
-    )
-    summary["run_dir"] = str(run_dir.path)
-    return summary
+    return run_new("mlp-numpy", cfg, NumpyMLPTask(cfg, data, rng), ds.name, ds.source, progress=progress)
 
 
 CONFIG = MLPNumpyConfig
