@@ -133,12 +133,12 @@ class NumpyConvNetTask:
         """With ``track_stats``: per-layer statistics on the first training batch (model left unchanged)."""
         if not self.cfg.track_stats:
             return {}
-        from backproplab.verify.layer_stats import numpy_layer_stats, stats_record
+        from backproplab.verify.layer_stats import first_batch_stats
 
-        n = min(self.cfg.batch_size, len(self.data.x_train))
-        x, y = self.data.x_train[:n], self.data.y_train[:n]  # (n, C, H, W), (n,)
-        stats = numpy_layer_stats(self.model, x, y, self.loss_fn, optimizer=self.optimizer)
-        return {"layer_stats": stats_record(stats)}
+        d = self.data
+        return first_batch_stats(
+            self.model, d.x_train, d.y_train, self.loss_fn, self.optimizer, self.batch_size
+        )
 
 
 def run(cfg: ConvNetNumpyConfig, *, progress: bool | None = None) -> dict[str, Any]:

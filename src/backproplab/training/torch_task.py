@@ -117,12 +117,14 @@ class TorchTrainTask:
         (:func:`backproplab.verify.layer_stats.torch_layer_stats`) on the first training batch."""
         extras: dict[str, Any] = {"lr": current_lr(self.optimizer)}
         if getattr(self.config, "track_stats", False):
-            from backproplab.verify.layer_stats import stats_record, torch_layer_stats
+            from backproplab.verify.layer_stats import first_batch_stats
 
-            n = min(self.batch_size, int(self.data.x_train.shape[0]))
-            x, y = self.data.x_train[:n], self.data.y_train[:n]  # (n, ...), (n,)
-            stats = torch_layer_stats(self.model, x, y, self.loss_fn, optimizer=self.optimizer)
-            extras["layer_stats"] = stats_record(stats)
+            d = self.data
+            extras.update(
+                first_batch_stats(
+                    self.model, d.x_train, d.y_train, self.loss_fn, self.optimizer, self.batch_size
+                )
+            )
         return extras
 
     # ------------------------------------------------------------------ checkpoints

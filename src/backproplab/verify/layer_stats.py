@@ -287,3 +287,12 @@ def layer_stats(
     if isinstance(model, Module):
         return numpy_layer_stats(model, x, y, loss, optimizer=optimizer, learning_rate=learning_rate)
     return torch_layer_stats(model, x, y, loss, optimizer=optimizer, learning_rate=learning_rate)
+
+
+def first_batch_stats(
+    model: Any, x: Any, y: Any, loss: Any, optimizer: Any, batch_size: int
+) -> dict[str, Any]:
+    """``{"layer_stats": ...}`` of :func:`layer_stats` on the first ``batch_size`` samples of (x, y):
+    what the trainers' ``--track_stats`` logs at each evaluation (the model is left unchanged)."""
+    n = min(batch_size, len(x))
+    return {"layer_stats": stats_record(layer_stats(model, x[:n], y[:n], loss, optimizer=optimizer))}
