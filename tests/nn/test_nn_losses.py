@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 from nn_helpers import SHAPE_SETTINGS
@@ -155,3 +156,16 @@ def test_loss_input_errors(cls: type[nn.Module]) -> None:
         cls()(P, np.full((2, 3), np.nan))
     with pytest.raises(ValueError, match="reduction must be one of"):
         cls("max")
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_label_smoothing_equals_torch(reduction: str) -> None:
+    rng = np.random.default_rng(3)
+    z, y, dout = rng.normal(size=(6, 5)), rng.integers(0, 5, 6), float(rng.normal())
+    loss = nn.SoftmaxCrossEntropy(reduction, label_smoothing=0.2)
+    value, grad = loss(z, y), loss.backward(dout)
+    tz = torch.tensor(z, requires_grad=True)
+    ref = torch.nn.functional.cross_entropy(tz, torch.tensor(y), reduction=reduction, label_smoothing=0.2)
+    (ref * dout).backward()
+    assert value == pytest.approx(ref.item(), rel=1e-12)
+    np.testing.assert_allclose(grad, tz.grad.numpy(), rtol=1e-10, atol=1e-14)

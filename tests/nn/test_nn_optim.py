@@ -168,3 +168,25 @@ def test_optimizer_argument_errors() -> None:
         Adam(p, betas=(1.0, 0.9))
     with pytest.raises(ValueError, match="step_size must be positive"):
         StepLR(SGD(p, lr=0.1), step_size=0)
+
+
+@pytest.mark.parametrize("kind", ["cosine", "onecycle"])
+def test_lambda_lr_with_schedule_factor_equals_torch(kind: str) -> None:
+    from backproplab.nn.optim import LambdaLR, ScheduleFactor
+
+    p = nn.Parameter(np.zeros(3))
+    opt, topt = SGD([p], lr=0.5), torch.optim.SGD([torch.zeros(3, requires_grad=True)], lr=0.5)
+    sched, tsched = (
+        LambdaLR(opt, ScheduleFactor(kind, 7)),
+        torch.optim.lr_scheduler.LambdaLR(topt, ScheduleFactor(kind, 7)),
+    )
+    lrs, tlrs = [opt.lr], [topt.param_groups[0]["lr"]]
+    for _ in range(9):
+        opt.step()
+        topt.step()
+        sched.step()
+        tsched.step()
+        lrs.append(opt.lr)
+        tlrs.append(topt.param_groups[0]["lr"])
+    assert lrs == pytest.approx(tlrs, rel=1e-15)
+    assert lrs[-1] == 0.0 and len(set(lrs)) > 5

@@ -99,3 +99,28 @@ def test_random_crop_flip() -> None:
     # with padding 4 a shifted crop shows zeros at the border and the image elsewhere
     c = random_crop_flip(np.ones((64, 1, 5, 6), np.float32), np.random.default_rng(3))
     assert set(np.unique(c)) == {0.0, 1.0}
+
+
+def test_schedule_and_label_smoothing_follow_the_torch_trainer(tmp_path: Path) -> None:
+    from backproplab.nn.optim import ScheduleFactor
+
+    out = tmp_path / "run"
+    argv = ["train", "convnet-numpy", "--batch_size", "8", "--learning_rate", "1e-3", "--max_steps", "8"]
+    argv += [
+        "--eval_freq",
+        "2",
+        "--eval_batch_size",
+        "5",
+        "--lr_schedule",
+        "onecycle",
+        "--label_smoothing",
+        "0.1",
+    ]
+    assert main([*argv, "--out", str(out)]) == 0
+    evals = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    lrs = [r["lr"] for r in evals if "lr" in r]
+    factor = ScheduleFactor("onecycle", 8)  # the torch trainer's factor, shared with the engine
+    assert lrs == pytest.approx([1e-3 * factor(t) for t in (2, 4, 6, 8)], rel=1e-12)
+    assert lrs[-1] == 0.0 and max(lrs) == pytest.approx(1e-3)
+    config = json.loads((out / "config.json").read_text())
+    assert config["lr_schedule"] == "onecycle" and config["label_smoothing"] == 0.1

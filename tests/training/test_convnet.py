@@ -19,12 +19,13 @@ from backproplab.cli.main import build_parser, main
 from backproplab.data import Dataset
 from backproplab.errors import ConfigError, ShapeError
 from backproplab.nn import load_npz
+from backproplab.nn.optim.lr_scheduler import ONECYCLE_START, ScheduleFactor
 from backproplab.torch_models import ConvNet
 from backproplab.training import convnet
 from backproplab.training.augment import random_crop_flip
 from backproplab.training.checkpoint import load_checkpoint
 from backproplab.training.interrupt import InterruptFlag
-from backproplab.training.lr_schedules import ONECYCLE_START, ScheduleFactor, build_scheduler
+from backproplab.training.lr_schedules import build_scheduler
 from backproplab.training.torch_device import select_device
 from backproplab.training.torch_task import TorchTrainTask
 

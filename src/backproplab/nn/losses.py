@@ -93,14 +93,22 @@ class SoftmaxCrossEntropy(Module):
     Takes logits Z (N, C), as ``torch.nn.CrossEntropyLoss``; log-softmax uses the max trick, so
     the loss is finite for any finite logits. Backward: dL/dZ = dout * (softmax(Z) - T) (/ N for
     mean). Caches softmax(Z), T and the scale.
+
+    ``label_smoothing`` = eps replaces the target by (1 - eps) T + eps / C, as
+    ``torch.nn.CrossEntropyLoss(label_smoothing=eps)``.
     """
 
-    def __init__(self, reduction: str = "mean") -> None:
+    def __init__(self, reduction: str = "mean", label_smoothing: float = 0.0) -> None:
         super().__init__()
         self.reduction = _check_reduction(reduction)
+        if not 0.0 <= label_smoothing <= 1.0:
+            raise ValueError(f"label_smoothing must lie in [0, 1], got {label_smoothing}")
+        self.label_smoothing = float(label_smoothing)
 
     def forward(self, logits: np.ndarray, target: np.ndarray) -> np.floating:
         t = as_target_matrix("SoftmaxCrossEntropy", logits, target)
+        if self.label_smoothing:
+            t = t * (1 - self.label_smoothing) + self.label_smoothing / logits.shape[1]  # (N, C)
         scale = 1.0 / logits.shape[0] if self.reduction == "mean" else 1.0
         loss = -(t * log_softmax(logits, 1)).sum() * scale
         self._save_for_backward(softmax(logits, 1), t, scale)
@@ -111,4 +119,4 @@ class SoftmaxCrossEntropy(Module):
         return ((p - t) * (float(dout) * scale)).astype(p.dtype, copy=False)
 
     def extra_repr(self) -> str:
-        return f"reduction={self.reduction!r}"
+        return f"reduction={self.reduction!r}, label_smoothing={self.label_smoothing}"

@@ -33,7 +33,6 @@ import numpy as np
 import torch
 
 from backproplab.data import load_dataset
-from backproplab.errors import ConfigError
 from backproplab.torch_models import ConvNet
 from backproplab.training.augment import random_crop_flip
 from backproplab.training.convnet_config import ConvNetBaseConfig
@@ -74,17 +73,6 @@ class ConvNetConfig(ConvNetBaseConfig):
     augment: bool = field(
         default=False, metadata={"help": "random crop (padding 4) and horizontal flip, on the device"}
     )
-    lr_schedule: str = field(
-        default="constant",
-        metadata={
-            "help": "learning-rate schedule over --schedule_steps",
-            "choices": ("constant", "cosine", "onecycle"),
-        },
-    )
-    schedule_steps: int | None = field(
-        default=None, metadata={"help": "length of the cosine/onecycle schedule (default: --max_steps)"}
-    )
-    label_smoothing: float = field(default=0.0, metadata={"help": "label smoothing of the training loss"})
     amp: str = field(default="none", metadata={"help": "mixed precision autocast", "choices": AMP_MODES})
     channels_last: bool = field(
         default=False, metadata={"help": "NHWC memory format (faster convolutions on GPUs)"}
@@ -98,10 +86,6 @@ class ConvNetConfig(ConvNetBaseConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.schedule_steps is not None and self.schedule_steps < 1:
-            raise ConfigError(f"--schedule_steps must be a positive integer, got {self.schedule_steps}")
-        if not 0 <= self.label_smoothing < 1:
-            raise ConfigError(f"--label_smoothing must be in [0, 1), got {self.label_smoothing}")
 
     def resolved(self) -> ConvNetConfig:
         """The config with ``schedule_steps`` fixed (so extending a run keeps its schedule)."""

@@ -19,6 +19,17 @@ class ConvNetBaseConfig:
     eval_freq: int = field(default=500, metadata={"help": "evaluate on the test split every this many steps"})
     momentum: float = field(default=0.9, metadata={"help": "Nesterov momentum of --optimizer sgd"})
     weight_decay: float = field(default=0.0, metadata={"help": "L2 weight decay"})
+    lr_schedule: str = field(
+        default="constant",
+        metadata={
+            "help": "learning-rate schedule over --schedule_steps",
+            "choices": ("constant", "cosine", "onecycle"),
+        },
+    )
+    schedule_steps: int | None = field(
+        default=None, metadata={"help": "length of the cosine/onecycle schedule (default: --max_steps)"}
+    )
+    label_smoothing: float = field(default=0.0, metadata={"help": "label smoothing of the training loss"})
     augment: bool = field(default=False, metadata={"help": "random crop (padding 4) and horizontal flip"})
     eval_batch_size: int = field(default=1000, metadata={"help": "batch size of the evaluation"})
     dataset: str = field(default="cifar10", metadata={"help": "data set", "choices": DATASETS})
@@ -51,7 +62,7 @@ class ConvNetBaseConfig:
         for name in ("batch_size", "max_steps", "eval_freq", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be a positive integer, got {getattr(self, name)}")
-        for name in ("train_subset", "test_subset"):
+        for name in ("schedule_steps", "train_subset", "test_subset"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"--{name} must be a positive integer, got {value}")
@@ -59,3 +70,5 @@ class ConvNetBaseConfig:
             raise ConfigError(f"--momentum must be in [0, 1), got {self.momentum}")
         if not self.weight_decay >= 0:
             raise ConfigError(f"--weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"--label_smoothing must be in [0, 1), got {self.label_smoothing}")

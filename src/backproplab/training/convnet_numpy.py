@@ -3,7 +3,8 @@
 The twin of ``train convnet`` (PyTorch) with the flags that apply to a CPU-only NumPy model and
 the same defaults: Adam, lr 1e-4, batch 32, 5000 steps, evaluation on the whole test split every
 500 steps, inputs standardised per channel. ``--augment`` draws a random crop (zero padding 4)
-and a horizontal flip per image from its own generator. The final weights go to ``model.npz``
+and a horizontal flip per image from its own generator; ``--lr_schedule {cosine,onecycle}`` and
+``--label_smoothing`` work as in ``train convnet`` (the same schedule factors and loss). The final weights go to ``model.npz``
 with the torch model's state-dict keys, so ``torch_models.ConvNet`` loads them (and back).
 No checkpoints or ``--resume``: a NumPy run keeps only its final model, like ``mlp-numpy``.
 """
@@ -72,7 +73,7 @@ class NumpyConvNetTask:
             rng=np.random.default_rng(init_seq),
             input_grad=False,
         )
-        self.loss_fn = nn.SoftmaxCrossEntropy()
+        self.loss_fn = nn.SoftmaxCrossEntropy(label_smoothing=cfg.label_smoothing)
         params = list(self.model.parameters())
         self.optimizer: nn.optim.Optimizer = (
             nn.optim.Adam(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
@@ -83,6 +84,13 @@ class NumpyConvNetTask:
                 momentum=cfg.momentum,
                 nesterov=cfg.momentum > 0,
                 weight_decay=cfg.weight_decay,
+            )
+        )
+        self.scheduler = (
+            None
+            if cfg.lr_schedule == "constant"
+            else nn.optim.LambdaLR(
+                self.optimizer, nn.optim.ScheduleFactor(cfg.lr_schedule, cfg.schedule_steps or cfg.max_steps)
             )
         )
         self.batches = BatchIterator(len(data.x_train), cfg.batch_size, np.random.default_rng(batch_seq))
@@ -97,6 +105,8 @@ class NumpyConvNetTask:
         self.model.backward(self.loss_fn.backward())
         self.optimizer.step()
         self.optimizer.zero_grad()
+        if self.scheduler is not None:
+            self.scheduler.step()
         return float(loss)
 
     def evaluate(self) -> dict[str, float]:
@@ -130,15 +140,19 @@ class NumpyConvNetTask:
         """The NumPy trainer keeps no resumable checkpoint; the final model is model.npz."""
 
     def eval_extras(self) -> dict[str, Any]:
-        """With ``track_stats``: per-layer statistics on the first training batch (model left unchanged)."""
-        if not self.cfg.track_stats:
-            return {}
-        from backproplab.verify.layer_stats import first_batch_stats
+        """The learning rate, and with ``track_stats`` per-layer statistics on the first training
+        batch (model left unchanged)."""
+        extras: dict[str, Any] = {"lr": self.optimizer.lr}
+        if self.cfg.track_stats:
+            from backproplab.verify.layer_stats import first_batch_stats
 
-        d = self.data
-        return first_batch_stats(
-            self.model, d.x_train, d.y_train, self.loss_fn, self.optimizer, self.batch_size
-        )
+            d = self.data
+            extras.update(
+                first_batch_stats(
+                    self.model, d.x_train, d.y_train, self.loss_fn, self.optimizer, self.batch_size
+                )
+            )
+        return extras
 
 
 def run(cfg: ConvNetNumpyConfig, *, progress: bool | None = None) -> dict[str, Any]:

@@ -2,43 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from backproplab.errors import ConfigError
+from backproplab.nn.optim.lr_scheduler import ScheduleFactor
 
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
-#: Fraction of a one-cycle schedule spent warming up, and its starting factor.
-ONECYCLE_WARMUP = 0.25
-ONECYCLE_START = 0.1
-
-
-class ScheduleFactor:
-    """The factor f(t) that multiplies the base learning rate after t steps (LambdaLR's lambda).
-
-    * ``cosine``: f = (1 + cos(pi * min(t, T) / T)) / 2, from 1 down to 0 at t = T;
-    * ``onecycle``: linear from ONECYCLE_START to 1 over the first ONECYCLE_WARMUP * T steps, then
-      linear down to 0 at t = T.
-
-    Past T the factor stays at its final value (0). A callable object rather than a lambda, so
-    ``LambdaLR.state_dict`` saves its settings.
-    """
-
-    def __init__(self, kind: str, total_steps: int) -> None:
-        if kind not in ("cosine", "onecycle"):
-            raise ValueError(f"ScheduleFactor kind must be 'cosine' or 'onecycle', got {kind!r}")
-        self.kind, self.total_steps = kind, int(total_steps)
-
-    def __call__(self, t: int) -> float:
-        big_t = self.total_steps
-        t = min(t, big_t)
-        if self.kind == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * t / big_t))
-        warm = max(1, round(ONECYCLE_WARMUP * big_t))
-        if t < warm:
-            return ONECYCLE_START + (1.0 - ONECYCLE_START) * t / warm
-        return max(0.0, (big_t - t) / max(1, big_t - warm))
 
 
 def build_scheduler(
