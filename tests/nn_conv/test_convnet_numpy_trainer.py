@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from template_data import template_dataset
 
 from backproplab.cli.main import main
 from backproplab.data import Dataset
@@ -20,20 +21,8 @@ from backproplab.training.convnet_numpy import random_crop_flip
 LOSS_DROP = 0.7
 
 
-def synthetic_dataset(n: int = 16, side: int = 8) -> Dataset:
-    """Four classes of noisy copies of random template images (uint8 NHWC), learnable in a few steps."""
-    rng = np.random.default_rng(0)
-    templates = rng.uniform(40, 215, size=(4, side, side, 3))
-
-    def split() -> tuple[np.ndarray, np.ndarray]:
-        y = np.arange(n) % 4
-        x = templates[y] + rng.normal(0, 30, size=(n, side, side, 3))
-        return np.clip(x, 0, 255).astype(np.uint8), y.astype(np.int64)
-
-    (x_train, y_train), (x_test, y_test) = split(), split()
-    return Dataset(
-        "synthetic", x_train, y_train, x_test, y_test, ("a", "b", "c", "d"), "generated in the test"
-    )
+def synthetic_dataset() -> Dataset:
+    return template_dataset(n_train=16, n_test=16, side=8, noise=30, balanced=True)
 
 
 @pytest.fixture(autouse=True)

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
+from template_data import template_dataset
 
 from backproplab.cli.main import main
 from backproplab.data import Dataset
@@ -32,21 +32,8 @@ from backproplab.training.torch_task import TorchTrainTask
 RESUME_ATOL = 1e-6
 
 
-def synthetic_dataset(seed: int = 0, n_train: int = 240, n_test: int = 80, side: int = 6) -> Dataset:
-    """Four classes of noisy copies of random template images (uint8 NHWC), learnable in a few steps."""
-    rng = np.random.default_rng(seed)
-    templates = rng.uniform(40, 215, size=(4, side, side, 3))
-
-    def split(n: int) -> tuple[np.ndarray, np.ndarray]:
-        y = rng.integers(0, 4, size=n)
-        x = templates[y] + rng.normal(0, 40, size=(n, side, side, 3))
-        return np.clip(x, 0, 255).astype(np.uint8), y.astype(np.int64)
-
-    x_train, y_train = split(n_train)
-    x_test, y_test = split(n_test)
-    return Dataset(
-        "synthetic", x_train, y_train, x_test, y_test, ("a", "b", "c", "d"), "generated in the test"
-    )
+def synthetic_dataset() -> Dataset:
+    return template_dataset(n_train=240, n_test=80, side=6, noise=40, balanced=False)
 
 
 @pytest.fixture(autouse=True)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from template_data import template_dataset
 
 from backproplab.cli.dataclass_args import config_from_namespace
 from backproplab.cli.main import build_parser, main
@@ -33,20 +34,8 @@ RESUME_ATOL = 1e-6  # resumed metrics equal the uninterrupted run's (determinist
 EVAL_ATOL = 1e-5  # the same test loss whatever the evaluation batch size (float32 sums)
 
 
-def synthetic_dataset(seed: int = 0, n: int = 64, side: int = 8, channels: int = 3) -> Dataset:
-    """Four classes of noisy copies of random template images (uint8 NHWC), learnable in a few steps."""
-    rng = np.random.default_rng(seed)
-    templates = rng.uniform(40, 215, size=(4, side, side, channels))
-
-    def split() -> tuple[np.ndarray, np.ndarray]:
-        y = np.arange(n) % 4
-        x = templates[y] + rng.normal(0, 50, size=(n, side, side, channels))
-        return np.clip(x, 0, 255).astype(np.uint8), y.astype(np.int64)
-
-    (x_train, y_train), (x_test, y_test) = split(), split()
-    return Dataset(
-        "synthetic", x_train, y_train, x_test, y_test, ("a", "b", "c", "d"), "generated in the test"
-    )
+def synthetic_dataset(side: int = 8, channels: int = 3) -> Dataset:
+    return template_dataset(n_train=64, n_test=64, side=side, channels=channels, noise=50, balanced=True)
 
 
 @pytest.fixture(autouse=True)

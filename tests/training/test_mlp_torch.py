@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from template_data import template_dataset
 
 from backproplab import nn
 from backproplab.cli.main import build_parser, main
@@ -32,21 +33,8 @@ BEST_RECIPE = ["--dnn_hidden_units", "200,200,150,100,100", "--better_init", "--
                "--lr_step_size", "500", "--lr_gamma", "0.5", "--max_steps", "4000"]  # fmt: skip
 
 
-def synthetic_dataset(seed: int = 0, n_train: int = 300, n_test: int = 100, side: int = 6) -> Dataset:
-    """Four classes of noisy copies of random template images (uint8 NHWC), learnable in a few steps."""
-    rng = np.random.default_rng(seed)
-    templates = rng.uniform(40, 215, size=(4, side, side, 3))
-
-    def split(n: int) -> tuple[np.ndarray, np.ndarray]:
-        y = rng.integers(0, 4, size=n)
-        x = templates[y] + rng.normal(0, 60, size=(n, side, side, 3))
-        return np.clip(x, 0, 255).astype(np.uint8), y.astype(np.int64)
-
-    x_train, y_train = split(n_train)
-    x_test, y_test = split(n_test)
-    return Dataset(
-        "synthetic", x_train, y_train, x_test, y_test, ("a", "b", "c", "d"), "generated in the test"
-    )
+def synthetic_dataset() -> Dataset:
+    return template_dataset(n_train=300, n_test=100, side=6, noise=60, balanced=False)
 
 
 @pytest.fixture(autouse=True)
