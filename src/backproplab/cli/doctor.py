@@ -26,14 +26,14 @@ import numpy as np
 from backproplab.cli.dataclass_args import add_dataclass_args, config_from_namespace
 from backproplab.cli.parity import mlp_data, mlp_field
 from backproplab.errors import ConfigError
-from backproplab.training.mlp_config import DATASETS, parse_hidden_units
+from backproplab.training.mlp_config import DATASETS, MLPFlagsMixin
 from backproplab.verify import doctor as D
 
 MODELS = ("mlp-numpy", "mlp-torch")
 
 
 @dataclass
-class DoctorConfig:
+class DoctorConfig(MLPFlagsMixin):
     """Flags of ``backproplab doctor``."""
 
     model: str = field(
@@ -68,14 +68,8 @@ class DoctorConfig:
     out: str | None = field(default=None, metadata={"help": "output directory (default: runs/doctor-<time>)"})
     json: bool = field(default=False, metadata={"help": "print the report as JSON"})
 
-    @property
-    def hidden_units(self) -> list[int]:
-        return parse_hidden_units(self.dnn_hidden_units)
-
     def validate(self) -> None:
-        self.hidden_units  # noqa: B018  (raises on bad input)
-        if not self.learning_rate > 0:
-            raise ConfigError(f"--learning_rate must be positive, got {self.learning_rate}")
+        self.validate_mlp_flags()
         for name in ("batch_size", "overfit_steps", "overfit_batch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be a positive integer, got {getattr(self, name)}")

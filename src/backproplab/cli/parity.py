@@ -25,7 +25,7 @@ import numpy as np
 
 from backproplab.cli.dataclass_args import add_dataclass_args, config_from_namespace
 from backproplab.errors import ConfigError
-from backproplab.training.mlp_config import DATASETS, MLPConfig, parse_hidden_units
+from backproplab.training.mlp_config import DATASETS, MLPConfig, MLPFlagsMixin
 
 #: Synthetic data: CIFAR-10's flattened size and class count.
 SYNTHETIC_FEATURES, SYNTHETIC_CLASSES = 3072, 10
@@ -43,7 +43,7 @@ def mlp_field(name: str, **overrides: Any) -> Any:
 
 
 @dataclass
-class ParityConfig:
+class ParityConfig(MLPFlagsMixin):
     """Flags of ``backproplab parity``: the MLP's (as ``train mlp-numpy``) plus the comparison's."""
 
     model: str = field(
@@ -79,14 +79,8 @@ class ParityConfig:
     data_dir: str | None = mlp_field("data_dir")
     preprocess: str = mlp_field("preprocess")
 
-    @property
-    def hidden_units(self) -> list[int]:
-        return parse_hidden_units(self.dnn_hidden_units)
-
     def validate(self) -> None:
-        self.hidden_units  # noqa: B018  (raises on bad input)
-        if not self.learning_rate > 0:
-            raise ConfigError(f"--learning_rate must be positive, got {self.learning_rate}")
+        self.validate_mlp_flags()
         if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError(f"--batch_size must be a positive integer, got {self.batch_size}")
         if self.steps < 0:

@@ -32,8 +32,24 @@ def _positive(name: str, value: float) -> None:
         raise ConfigError(f"--{name} must be positive, got {value}")
 
 
+class MLPFlagsMixin:
+    """``hidden_units`` and the checks of the MLP flags, for every config that takes them."""
+
+    dnn_hidden_units: str
+    learning_rate: float
+
+    @property
+    def hidden_units(self) -> list[int]:
+        return parse_hidden_units(self.dnn_hidden_units)
+
+    def validate_mlp_flags(self) -> None:
+        """Raise :class:`ConfigError` for bad hidden units or a learning rate that is not positive."""
+        self.hidden_units  # noqa: B018  (raises on bad input)
+        _positive("learning_rate", self.learning_rate)
+
+
 @dataclass
-class MLPConfig:
+class MLPConfig(MLPFlagsMixin):
     """Flags and defaults of the practical's MLP (``train_mlp_numpy.py``)."""
 
     dnn_hidden_units: str = field(
@@ -75,13 +91,8 @@ class MLPConfig:
         default=False, metadata={"help": "record per-layer statistics at every evaluation into metrics.jsonl"}
     )
 
-    @property
-    def hidden_units(self) -> list[int]:
-        return parse_hidden_units(self.dnn_hidden_units)
-
     def validate(self) -> None:
-        self.hidden_units  # noqa: B018  (raises on bad input)
-        _positive("learning_rate", self.learning_rate)
+        self.validate_mlp_flags()
         for name in ("max_steps", "batch_size", "eval_freq"):
             value = getattr(self, name)
             if value < 1:
