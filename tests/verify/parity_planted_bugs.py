@@ -128,3 +128,91 @@ def batch(
 ) -> tuple[np.ndarray, np.ndarray]:
     """x ~ N(0, 1) (n, n_in) and labels in [0, N_CLASSES)."""
     return rng.standard_normal((n, n_in)).astype(dtype), rng.integers(0, N_CLASSES, n)
+
+
+# ---------------------------------------------------------------------------- more planted bugs
+class UnscaledBackwardDropout(nn.Dropout):
+    """Bug: the backward multiplies by the 0/1 mask, forgetting the 1 / (1 - p) of the forward."""
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        (mask,) = self._saved()
+        return dout * (mask != 0)  # type: ignore[no-any-return]
+
+
+class RedrawMaskDropout(nn.Dropout):
+    """Bug: the backward draws a new mask instead of reusing the forward's."""
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        keep = self.rng.random(dout.shape) >= self.p
+        return (dout * keep / (1 - self.p)).astype(dout.dtype)  # type: ignore[no-any-return]
+
+
+class LastRowWeightGradLinear(nn.Linear):
+    """Bug: the last row of dL/dW (the last output unit) is counted twice."""
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        (x,) = self._saved()
+        gw = dout.T @ x  # (out, in)
+        gw[-1] *= 2
+        self.weight.accumulate(gw)
+        if self.bias is not None:
+            self.bias.accumulate(dout.sum(axis=0))
+        return dout @ self.weight.data  # type: ignore[no-any-return]
+
+
+class LeakyBackwardReLU(nn.ReLU):
+    """Bug: the backward lets 0.1 * G through where the input is negative."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._save_for_backward(x)
+        return np.maximum(x, 0)
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        (x,) = self._saved()
+        return np.where(x > 0, dout, 0.1 * dout).astype(dout.dtype)  # type: ignore[no-any-return]
+
+
+class BatchScaledBiasLinear(nn.Linear):
+    """Bug: the bias gradient is multiplied by the batch size (the loss's mean undone in the layer)."""
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        (x,) = self._saved()
+        self.weight.accumulate(dout.T @ x)
+        self.bias.accumulate(dout.sum(axis=0) * len(dout))  # type: ignore[union-attr]
+        return dout @ self.weight.data  # type: ignore[no-any-return]
+
+
+class TransposedAccumulateLinear(nn.Linear):
+    """Bug: dL/dW = X^T G, of shape (in, out); a non-square layer's Parameter.accumulate refuses it."""
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        (x,) = self._saved()
+        self.weight.accumulate(x.T @ dout)
+        return dout @ self.weight.data  # type: ignore[no-any-return]
+
+
+def unbiased_batchnorm(cls: type[nn.Module]) -> type[nn.Module]:
+    """Bug (forward): BatchNorm normalising with the unbiased variance (divide by M - 1)."""
+
+    class UnbiasedBatchNorm(cls):  # type: ignore[misc,valid-type]
+        def forward(self, x: np.ndarray) -> np.ndarray:
+            y = super().forward(x)
+            rows = np.moveaxis(x, 1, -1).reshape(-1, x.shape[1]).astype(np.float64)  # (M, C)
+            m = rows.shape[0]
+            var = rows.var(axis=0)  # biased, (C,)
+            shape = (1, -1) + (1,) * (x.ndim - 2)
+            f = np.sqrt((var + self.eps) / (var * m / (m - 1) + self.eps)).reshape(shape)
+            b = self.bias.data.reshape(shape)
+            return ((y - b) * f + b).astype(x.dtype)  # type: ignore[no-any-return]
+
+    return UnbiasedBatchNorm
+
+
+def biased_running_var_batchnorm(cls: type[nn.Module]) -> type[nn.Module]:
+    """Bug: running_var updated with the biased batch variance (torch uses the unbiased one)."""
+
+    class BiasedRunningVarBatchNorm(cls):  # type: ignore[misc,valid-type]
+        def _update_running_stats(self, mean: np.ndarray, var_biased: np.ndarray, m: int) -> None:
+            super()._update_running_stats(mean, var_biased * (m - 1) / m, m)
+
+    return BiasedRunningVarBatchNorm

@@ -228,6 +228,11 @@ def test_conv_batchnorm_pool_twins_agree_layer_by_layer() -> None:
     y = rng.integers(0, 5, 6)
     report = compare_models(model, x=x, y=y)
     assert report.ok, format_table(report)
-    assert [r.label for r in report.rows if r.order == "forward"] == [f"{i} output" for i in range(6)] + [
-        "loss"
+    assert [r.label for r in report.rows if r.order == "forward"] == [
+        "0 output",
+        "1 output",
+        "1 running_mean",  # BatchNorm's running statistics after the forward, against torch's
+        "1 running_var",
+        *(f"{i} output" for i in range(2, 6)),
+        "loss",
     ]

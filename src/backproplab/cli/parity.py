@@ -70,6 +70,13 @@ class ParityConfig(MLPFlagsMixin):
             "choices": ("float32", "float64"),
         },
     )
+    momentum: float = field(
+        default=0.0, metadata={"help": "SGD momentum of the trajectory (torch's meaning)"}
+    )
+    nesterov: bool = field(default=False, metadata={"help": "Nesterov momentum (SGD, needs --momentum)"})
+    weight_decay: float = field(
+        default=0.0, metadata={"help": "L2 weight decay added to the gradient (SGD and Adam, as torch.optim)"}
+    )
     steps: int = field(default=20, metadata={"help": "training steps compared step by step (0: none)"})
     json: bool = field(default=False, metadata={"help": "print the report as JSON"})
     dataset: str | None = field(
@@ -85,6 +92,24 @@ class ParityConfig(MLPFlagsMixin):
             raise ConfigError(f"--batch_size must be a positive integer, got {self.batch_size}")
         if self.steps < 0:
             raise ConfigError(f"--steps must be 0 or more, got {self.steps}")
+        if self.momentum < 0 or self.weight_decay < 0:
+            raise ConfigError("--momentum and --weight_decay must be 0 or more")
+        if self.optimizer != "sgd" and (self.momentum or self.nesterov):
+            raise ConfigError("--momentum and --nesterov apply to --optimizer sgd only")
+        if self.nesterov and self.momentum <= 0:
+            raise ConfigError("--nesterov needs a --momentum above 0")
+
+    def optimizer_spec(self) -> Any:
+        """The trajectory's optimizer with its hyperparameters."""
+        from backproplab.verify.trajectory import OptimizerSpec
+
+        return OptimizerSpec(
+            self.optimizer,
+            lr=self.learning_rate,
+            momentum=self.momentum,
+            nesterov=self.nesterov,
+            weight_decay=self.weight_decay,
+        )
 
 
 def synthetic_data(
@@ -166,8 +191,7 @@ def run_parity(cfg: ParityConfig) -> tuple[Any, str]:
             y=y,
             rng=rng,
             loss=loss,
-            optimizer=cfg.optimizer,
-            learning_rate=cfg.learning_rate,
+            optimizer=cfg.optimizer_spec(),
             batch_size=b,
             steps=cfg.steps,
         )

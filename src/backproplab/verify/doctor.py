@@ -12,10 +12,15 @@ PASS, WARN or FAIL with a one-line reason and, when not PASS, a suggested fix:
   the batch changes neither the per-sample gradients nor a mean (nor BatchNorm's statistics), so
   with mean reduction the norm is exactly constant and with sum reduction exactly k times larger:
   the fitted exponent of norm ~ k^e is 0 (PASS) or 1 (FAIL: sum reduction, the effective learning
-  rate is lr * batch size); anything else (beyond :data:`SCALING_TOL`) is WARN.
+  rate is lr * batch size); anything else (beyond :data:`SCALING_TOL`) is WARN. Dropout layers run
+  in evaluation mode for this check: the repeats would draw different masks, and averaging over
+  more masks shrinks the norm although nothing is wrong.
 * **activations**: per activation layer, the fraction of dead units (:data:`DEAD_WARN`,
-  :data:`DEAD_FAIL`), of saturated entries (:data:`SATURATED_WARN`) and the output's standard
-  deviation relative to the input's (below :data:`ACT_STD_VANISHING`: the signal vanishes).
+  :data:`DEAD_FAIL`), of saturated entries (:data:`SATURATED_WARN`; only for functions that
+  saturate, Tanh and ELU: ReLU's flat half y <= 0 holds about half the entries of a freshly
+  initialised layer by symmetry, which is how ReLU works, not saturation; its failure mode, units
+  inactive on the whole batch, is the dead-unit count) and the output's standard deviation
+  relative to the input's (below :data:`ACT_STD_VANISHING`: the signal vanishes).
 * **updates**: per weight, ||dW|| / ||W|| for one optimizer step. CS231n's rule of thumb: about
   1e-3 is healthy. Below :data:`UPDATE_RATIO_VANISHING` (1e-6) the layer effectively does not
   learn (FAIL: vanishing updates, such as the practical's N(0, 1e-4^2) init in a deep MLP);
@@ -42,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from backproplab.nn.dropout import Dropout
 from backproplab.nn.grad_mode import no_grad
 from backproplab.nn.module import Module
 from backproplab.utils.atomic import atomic_path
@@ -65,6 +71,8 @@ SCALING_REPEATS = (1, 2, 4)
 DEAD_WARN, DEAD_FAIL = 0.1, 0.5
 #: Saturated-entry fraction of an activation layer above which the check warns.
 SATURATED_WARN = 0.5
+#: Activation kinds whose flat region is not a saturation (see the module docstring).
+NON_SATURATING_KINDS = ("ReLU",)
 #: Activation std below this fraction of the input's std: the signal vanishes through the layers.
 ACT_STD_VANISHING = 1e-4
 #: Update/weight ratio thresholds (healthy is about 1e-3, CS231n).
@@ -127,6 +135,7 @@ class Backend:
         raise NotImplementedError
 
     def grad_norm(self, x: np.ndarray, y: np.ndarray) -> float:
+        """||dL/dparams|| on (x, y), with Dropout layers in evaluation mode (deterministic)."""
         raise NotImplementedError
 
     def stats(self, x: np.ndarray, y: np.ndarray) -> list[LayerStats]:
@@ -156,7 +165,10 @@ class NumpyBackend(Backend):
     def grad_norm(self, x: np.ndarray, y: np.ndarray) -> float:
         params = list(self.model.parameters())
         saved = [p.grad for p in params]
+        dropouts = [m for m in self.model.modules() if isinstance(m, Dropout) and m.training]
         try:
+            for m in dropouts:
+                m.eval()
             for p in params:
                 p.grad = None
             self.loss_fn(self.model(x), y)
@@ -165,6 +177,8 @@ class NumpyBackend(Backend):
                 sum(float(np.sum(np.square(p.grad, dtype=np.float64))) for p in params if p.grad is not None)
             )
         finally:
+            for m in dropouts:
+                m.train()
             for p, g in zip(params, saved, strict=True):
                 p.grad = g
 
@@ -208,14 +222,25 @@ class TorchBackend(Backend):
             return float(self.loss_fn(self.model(self._t(x)), self._t(y)))
 
     def grad_norm(self, x: np.ndarray, y: np.ndarray) -> float:
+        import torch
+
         params = list(self.model.parameters())
         saved = [p.grad for p in params]
+        dropouts = [
+            m
+            for m in self.model.modules()
+            if isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.training
+        ]
         try:
+            for m in dropouts:
+                m.eval()
             for p in params:
                 p.grad = None
             self.loss_fn(self.model(self._t(x)), self._t(y)).backward()
             return math.sqrt(sum(float(p.grad.double().pow(2).sum()) for p in params if p.grad is not None))
         finally:
+            for m in dropouts:
+                m.train()
             for p, g in zip(params, saved, strict=True):
                 p.grad = g
 
@@ -283,7 +308,7 @@ def check_initial_loss(loss: float, num_classes: int, batch_size: int) -> Check:
         status,
         f"initial loss {loss:.4g} is {ratio:.3g} x ln({num_classes}) = {expected:.4g}: overconfident random "
         "predictions",
-        "shrink the init of the last layer (e.g. --init torch or zeros) or normalise the inputs",
+        "shrink the init of the last layer (e.g. --init torch) or normalise the inputs",
         values,
     )
 
@@ -356,7 +381,8 @@ def check_activations(stats: list[LayerStats], input_std: float) -> Check:
         s.name: {"dead": s.dead_fraction, "saturated": s.saturated_fraction, "std": s.act_std} for s in acts
     }
     dead = max(acts, key=lambda s: s.dead_fraction or 0.0)
-    sat = max(acts, key=lambda s: s.saturated_fraction or 0.0)
+    saturating = [s for s in acts if s.kind not in NON_SATURATING_KINDS] or [LayerStats("-", "-")]
+    sat = max(saturating, key=lambda s: s.saturated_fraction or 0.0)
     small = min(acts, key=lambda s: s.act_std if s.act_std is not None else math.inf)
     rel_std = (small.act_std or 0.0) / input_std if input_std > 0 else math.inf
     d, s_frac = dead.dead_fraction or 0.0, sat.saturated_fraction or 0.0
@@ -365,7 +391,7 @@ def check_activations(stats: list[LayerStats], input_std: float) -> Check:
             name,
             "FAIL",
             f"{d:.0%} of the units of {dead.name} ({dead.kind}) are dead on the whole batch",
-            "lower the learning rate or use ELU / a smaller init bias",
+            "lower the learning rate (--learning_rate) or use ELU (--activation elu) / a smaller init bias",
             values,
         )
     if d > DEAD_WARN:
@@ -373,7 +399,7 @@ def check_activations(stats: list[LayerStats], input_std: float) -> Check:
             name,
             "WARN",
             f"{d:.0%} of the units of {dead.name} ({dead.kind}) are dead on the whole batch",
-            "lower the learning rate or use ELU",
+            "lower the learning rate (--learning_rate) or use ELU (--activation elu)",
             values,
         )
     if s_frac > SATURATED_WARN:
@@ -423,7 +449,8 @@ def check_updates(stats: list[LayerStats]) -> Check:
             "FAIL",
             f"vanishing updates: ||dW||/||W|| = {r_lo:.2g} at {lo.name} ({n_van} of {len(ws)} weights below "
             f"{UPDATE_RATIO_VANISHING:g}; healthy ~1e-3)",
-            "use a scaled init (--init kaiming) instead of N(0, 1e-4^2) in a deep MLP, fewer layers, or Adam",
+            "use a scaled init (--init kaiming) instead of N(0, 1e-4^2) in a deep MLP, fewer layers, or Adam "
+            "(--optimizer adam)",
             values,
         )
     if r_hi > UPDATE_RATIO_HIGH:
@@ -484,7 +511,7 @@ def check_overfit(losses: list[float], accuracy: float, steps: int, n: int) -> C
         "WARN",
         f"{what}: loss {first:.4g} -> {last:.4g} ({drop:.1%} lower, accuracy {accuracy:.0%}) on {n} samples "
         f"in {steps} steps",
-        "raise the learning rate, use Adam or a scaled init (--init kaiming)",
+        "raise the learning rate, use Adam (--optimizer adam) or a scaled init (--init kaiming)",
         values,
     )
 

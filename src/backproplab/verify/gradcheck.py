@@ -24,8 +24,9 @@ above :data:`WRONG_MIN_REL_ERROR` "wrong", in between "suspect" (see :data:`SUSP
 
 The module handed in is never modified: the check runs on a deep copy, cast to float64 with
 ``module.to(np.float64)`` for this package's modules. Other objects (a student's own layer) are
-supported when they have ``forward``/``backward`` and expose parameters through
-``named_parameters()`` or a ``params`` dict or list of objects with ``.data`` and ``.grad``;
+supported when they have ``forward``/``backward`` and expose parameters in any format of
+:mod:`backproplab.verify.protocol` (``named_parameters()``, the practical template's ``params``/``grads``
+dicts of arrays, a ``params`` list of objects with ``.data`` and ``.grad``, ``W``/``dW`` attributes);
 their parameters must already be float64 (casting them from outside could miss arrays the
 object keeps elsewhere), and a float32 one is refused with a clear message.
 """
@@ -34,7 +35,8 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Collection, Iterator, Mapping
+import traceback
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -67,6 +69,66 @@ SUSPECT_MEANING = (
     "at 0, a max with ties), or when some arithmetic inside runs in float32; otherwise it is a small bug "
     "such as a missing term"
 )
+
+
+@dataclass(frozen=True)
+class BackwardFailure:
+    """A backward pass that raised: where (module path, parameter) and the error.
+
+    ``module`` is the dotted path of the innermost module whose ``backward`` was running ("" for
+    the root), ``parameter`` the name, within that module, of the parameter whose ``accumulate``
+    raised (None when the error came from elsewhere), ``shape`` that parameter's shape.
+    """
+
+    module: str
+    parameter: str | None
+    error: str
+    shape: tuple[int, ...] | None = None
+
+    def describe(self) -> str:
+        """One line naming the module and the parameter."""
+        where = self.module or "the module"
+        if self.parameter is None:
+            return f"{where}.backward raised {self.error}"
+        return (
+            f"{where}.backward raised {self.error} while accumulating the gradient of {self.parameter!r} "
+            f"(shape {self.shape}) of {where}: it must have the parameter's shape (transposed or not reduced "
+            "over the batch?)"
+        )
+
+
+def backward_failure(
+    exc: BaseException, model: Any, params: list[tuple[str, Any]] | None = None
+) -> BackwardFailure:
+    """Locate the exception ``exc`` raised by ``model``'s backward from its traceback.
+
+    The innermost frame whose ``self`` is one of ``params`` (default: the model's parameters, by
+    dotted name) gives the parameter (``Parameter.accumulate``'s shape check names neither it nor
+    its module); the innermost frame whose ``self`` is a sub-module of ``model`` gives the module.
+    """
+    if params is None:
+        params = list(model.named_parameters()) if isinstance(model, Module) else named_parameters_of(model)
+    mods = {id(m): n for n, m in model.named_modules()} if isinstance(model, Module) else {id(model): ""}
+    # a protocol ParamRef stands for the Parameter object it reads from (its value box)
+    by_id = {id(getattr(p, "value_box", p)): (n, p) for n, p in params}
+    found_param: tuple[str, Any] | None = None
+    module: str | None = None
+    for frame, _ in reversed(list(traceback.walk_tb(exc.__traceback__))):
+        obj = frame.f_locals.get("self")
+        if found_param is None and id(obj) in by_id:
+            found_param = by_id[id(obj)]
+        if module is None and id(obj) in mods:
+            module = mods[id(obj)]
+    error = f"{type(exc).__name__}: {exc}"
+    if found_param is None:
+        return BackwardFailure(module or "", None, error)
+    full, p = found_param
+    owner, _, local = full.rpartition(".")
+    if isinstance(model, Module) and owner in mods.values():
+        module = owner
+    else:
+        local = full
+    return BackwardFailure(module or "", local, error, tuple(np.shape(p.data)))
 
 
 def rel_error(analytic: np.ndarray, numeric: np.ndarray) -> np.ndarray:
@@ -132,6 +194,9 @@ class TensorCheck:
 
     ``worst_index``, ``analytic`` and ``numeric`` describe the element with the largest relative
     error; ``note`` explains a failure that is not a number (no gradient written, wrong shape).
+    ``ratio`` is analytic / numeric when that is one constant c in every element (checked
+    element-wise, see :func:`constant_ratio`); the note then says what c suggests (the batch size,
+    1/N, -1, 2, 1/2: see :func:`backproplab.verify.hints.factor_meaning`).
     ``analytic_grad`` and ``numeric_grad`` are the two full gradients (float64), for a closer look.
     """
 
@@ -144,6 +209,8 @@ class TensorCheck:
     analytic: float = math.nan
     numeric: float = math.nan
     note: str = ""
+    #: analytic / numeric when it is one constant over every element (a wrong tensor only), else None.
+    ratio: float | None = None
     analytic_grad: np.ndarray | None = field(default=None, repr=False, compare=False)
     numeric_grad: np.ndarray | None = field(default=None, repr=False, compare=False)
 
@@ -241,32 +308,13 @@ def format_table(reports: list[GradcheckReport]) -> str:
 
 # ---------------------------------------------------------------------------------------- the check
 def named_parameters_of(module: Any) -> list[tuple[str, Any]]:
-    """(name, parameter) pairs of a module: ``named_parameters()``, else a ``params`` dict or list.
+    """(name, parameter) pairs of a layer in any format of :mod:`backproplab.verify.protocol`
+    (``named_parameters()``, the template's ``params``/``grads`` dicts of arrays, a ``params`` list
+    of objects with ``.data``/``.grad``, or ``W``/``dW``-style attributes). Each parameter has a
+    ``.data`` array (the live value) and a ``.grad``."""
+    from backproplab.verify.protocol import params_of
 
-    Each parameter must have a ``.data`` array and a ``.grad`` attribute.
-    """
-    if hasattr(module, "named_parameters"):
-        items = list(module.named_parameters())
-    else:
-        params = getattr(module, "params", None)
-        if params is None:
-            items = []
-        elif isinstance(params, Mapping):
-            items = [(str(k), v) for k, v in params.items()]
-        elif isinstance(params, (list, tuple)):
-            items = [(f"params[{i}]", v) for i, v in enumerate(params)]
-        else:
-            raise TypeError(
-                f"{type(module).__name__}.params must be a dict or list of parameters, "
-                f"got {type(params).__name__}"
-            )
-    for name, p in items:
-        if not (hasattr(p, "data") and hasattr(p, "grad") and isinstance(p.data, np.ndarray)):
-            raise TypeError(
-                f"parameter {name!r} of {type(module).__name__} needs a NumPy .data array and a "
-                f".grad attribute, got {type(p).__name__}"
-            )
-    return items
+    return [(ref.name, ref) for ref in params_of(module)]
 
 
 def _prepare(module: Any) -> tuple[Any, list[tuple[str, Any]]]:
@@ -288,10 +336,9 @@ def _prepare(module: Any) -> tuple[Any, list[tuple[str, Any]]]:
                 raise ShapeError(
                     f"gradcheck needs float64 parameters, but {name!r} of {type(module).__name__} is "
                     f"{p.data.dtype}: create the module in float64 (in float32 central differences keep "
-                    "only ~3 digits)"
+                    "only ~3 digits; casting from outside could miss arrays the object keeps elsewhere)"
                 )
-            if isinstance(p.grad, np.ndarray):
-                p.grad = np.zeros_like(p.data)
+            p.clear_grad()
     return work, params
 
 
@@ -307,8 +354,38 @@ def _as_float64(name: str, value: Any, what: str) -> np.ndarray:
     return arr
 
 
-def _compare(tensor: str, analytic: Any, numeric: np.ndarray, missing_note: str) -> TensorCheck:
-    """Compare one gradient; ``analytic`` None counts as zeros, and ``missing_note`` says why it failed."""
+#: analytic / numeric counts as one constant when c * numeric reproduces analytic to this (relative
+#: to the largest |analytic|): far above central differences' error, far below any real difference.
+RATIO_RTOL = 1e-4
+
+
+def constant_ratio(analytic: np.ndarray, numeric: np.ndarray) -> float | None:
+    """The c with analytic = c * numeric in every element (to :data:`RATIO_RTOL`), else None."""
+    a, n = np.asarray(analytic, dtype=np.float64), np.asarray(numeric, dtype=np.float64)
+    nn_ = float((n * n).sum())
+    if a.shape != n.shape or nn_ == 0 or not np.isfinite(a).all():
+        return None
+    c = float((a * n).sum() / nn_)
+    scale = max(float(np.abs(a).max()), float(np.abs(n).max()))
+    return c if float(np.abs(a - c * n).max()) <= RATIO_RTOL * scale else None
+
+
+def ratio_note(c: float, batch_size: int | None) -> str:
+    """ "analytic = 8 x numeric = the batch size: a sum where the loss averages, or a missing 1/N"."""
+    from backproplab.verify.hints import factor_meaning  # hints imports the nn modules
+
+    meaning = factor_meaning(c, batch_size)
+    text = f"analytic = {c:.4g} x numeric in every element"
+    return f"{text} = {meaning}" if meaning else f"{text}: a constant factor"
+
+
+def _compare(
+    tensor: str, analytic: Any, numeric: np.ndarray, missing_note: str, batch_size: int | None = None
+) -> TensorCheck:
+    """Compare one gradient; ``analytic`` None counts as zeros, and ``missing_note`` says why it failed.
+
+    A wrong gradient that is one constant times the numeric one gets ``ratio`` and a note on it.
+    """
     shape = tuple(numeric.shape)
     if analytic is None:
         a = np.zeros_like(numeric)
@@ -328,6 +405,9 @@ def _compare(tensor: str, analytic: Any, numeric: np.ndarray, missing_note: str)
     k = np.unravel_index(int(np.argmax(rel)), shape)
     max_rel = float(rel[k])
     verdict = verdict_for(max_rel)
+    ratio = constant_ratio(a, numeric) if verdict == WRONG and analytic is not None else None
+    if ratio is not None:
+        note_if_wrong = ratio_note(ratio, batch_size)
     return TensorCheck(
         tensor=tensor,
         shape=shape,
@@ -338,6 +418,7 @@ def _compare(tensor: str, analytic: Any, numeric: np.ndarray, missing_note: str)
         analytic=float(a[k]),
         numeric=float(numeric[k]),
         note=note_if_wrong if verdict != GOOD else "",
+        ratio=ratio,
         analytic_grad=a,
         numeric_grad=numeric,
     )
@@ -408,7 +489,17 @@ def gradcheck(
             raise ShapeError(
                 f"gradcheck: dout has shape {g.shape}, the output of {label} has shape {out.shape}"
             )
-    dx = work.backward(float(g) if out.ndim == 0 else g)
+    details = {"input_shape": list(x.shape), "output_shape": list(out.shape)}
+    try:
+        dx = work.backward(float(g) if out.ndim == 0 else g)
+    except Exception as e:  # a backward that raises is a failure of this check, not a crash
+        fail = backward_failure(e, work, named_parameters_of(work))
+        tensor = fail.parameter or "input"
+        shape = fail.shape if fail.shape is not None else tuple(x.shape)
+        where = f"{label}: " + fail.describe().replace("the module.", f"{label}.", 1)
+        check = TensorCheck(tensor, shape, math.inf, math.inf, WRONG, note=where)
+        return GradcheckReport(name=label, checks=(check,), eps=eps, details={**details, "error": fail.error})
+    batch_size = int(x.shape[0]) if x.ndim >= 1 else None
     analytic = {
         pname: (None if p.grad is None else np.array(p.grad, dtype=np.float64)) for pname, p in params
     }
@@ -419,15 +510,15 @@ def gradcheck(
         if check_input:
             num_dx = numerical_gradient(forward, x64.copy(), eps, g)
             missing = "backward returned None instead of the input gradient (forgot to return dx?)"
-            checks.append(_compare("input", dx, num_dx, missing))
+            checks.append(_compare("input", dx, num_dx, missing, batch_size))
         for pname, p in params:
             if p.data.dtype != np.float64:
                 raise ShapeError(
                     f"gradcheck: parameter {pname!r} is {p.data.dtype} after the cast to float64"
                 )
             num = numerical_gradient(lambda _: forward(x64), p.data, eps, g)
-            checks.append(_compare(pname, analytic[pname], num, "backward wrote no gradient (grad is None)"))
-    details = {"input_shape": list(x.shape), "output_shape": list(out.shape)}
+            missing = "backward wrote no gradient (grad is None)"
+            checks.append(_compare(pname, analytic[pname], num, missing, batch_size))
     return GradcheckReport(name=label, checks=tuple(checks), eps=eps, details=details)
 
 

@@ -8,11 +8,20 @@ and checking that it explains the NumPy value to :data:`EXPLAIN_RTOL`:
 
 * ``loss_reduction``: the loss or its gradient is B times the reference, B = batch size >= 2
   (within :data:`BATCH_RATIO_TOL`), same direction -> sum instead of mean reduction. At B = 1
-  sum and mean coincide, so nothing can (or should) fire.
+  sum and mean coincide, so nothing can (or should) fire. Only the loss rows blame the loss: a
+  layer's row that is B times (element-wise) its reference, while that layer got the same upstream
+  gradient as its twin, means the *layer* scales by the batch size (the loss rows agree then).
 * ``transposed_weight``: dL/dW equals the reference's transpose (square layer) or has the
   transposed shape; or Y = X W + b / dL/dX = G W^T explain the forward / input gradient.
-* ``layernorm``: per-group rescaling of the normalised output by sqrt(var+eps)/sqrt(var*n/(n-1)+eps)
-  (unbiased variance), or by the factor a different eps (inside or outside the square root) gives.
+* ``layernorm`` / ``batchnorm``: per-group rescaling of the normalised output by
+  sqrt(var+eps)/sqrt(var*n/(n-1)+eps) (unbiased variance), or by the factor a different eps (inside
+  or outside the square root) gives. A LayerNorm group is one sample's n = prod(normalized_shape)
+  values; a BatchNorm group (training mode) is one channel's M = N * prod(spatial) values.
+* ``batchnorm_running_var``: ``running_var`` updated with the biased batch variance, where torch
+  uses the unbiased var * M / (M - 1) (the normalisation itself uses the biased one).
+* ``dropout``: a Dropout layer's output or input gradient is the reference times 1 - p (the
+  1 / (1 - p) scaling forgotten) or 1 / (1 - p) (applied twice), or its input gradient's zeros
+  are not those of the forward's mask (a different mask in backward).
 * ``elu_output_derivative``: the input gradient differs only where x <= 0, and there equals
   G * alpha * exp(y) (the derivative evaluated at the output y instead of the input x).
 * ``softmax_axis``: the output sums to 1 along another axis than ``dim``; or the input gradient
@@ -23,7 +32,9 @@ and checking that it explains the NumPy value to :data:`EXPLAIN_RTOL`:
   at the target, i.e. a loss on probabilities was given logits.
 
 :func:`diagnose` returns the hints that fire, most specific first, or a generic description of
-the difference (a constant factor, a sign flip, a few elements) when none does.
+the difference when none does (:func:`describe`): a constant factor only when value / reference
+is constant element-wise (:func:`constant_factor`), else *where* it differs: only where the input
+is negative (or positive), only in some rows / columns / channels, or in k of n elements.
 """
 
 from __future__ import annotations
@@ -35,6 +46,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from backproplab.nn.activations import ELU
+from backproplab.nn.batchnorm import _BatchNorm
+from backproplab.nn.dropout import Dropout
 from backproplab.nn.module import Module
 from backproplab.nn.softmax import Softmax, softmax
 from backproplab.verify.diff import TensorDiff
@@ -47,8 +60,12 @@ BATCH_RATIO_TOL = 0.03
 SAME_DIRECTION_TOL = 1e-3
 #: A row whose differing elements are below this fraction is described as "differs in k of n".
 FEW_ELEMENTS_FRACTION = 0.05
+#: At most this many differing elements are listed by index.
+FEW_ELEMENTS_SHOWN = 3
 #: Rows of a probability output sum to 1 within this.
 PROB_SUM_TOL = 1e-3
+#: A constant factor c is named after a known value v (batch size, 2, -1, ...) when |c / v - 1| <= this.
+FACTOR_NAME_RTOL = 1e-3
 
 
 @dataclass
@@ -71,6 +88,17 @@ class RowContext:
     grad_output: np.ndarray | None = None
     target: np.ndarray | None = None
     batch_size: int = 1
+    #: Whether the loss rows (value and gradient) agree with the reference; None when unknown.
+    loss_agrees: bool | None = None
+    #: True for a row of the composed model (the twin run from the input alone).
+    end_to_end: bool = False
+
+
+def _is_dropout(m: Module | None) -> bool:
+    """A Dropout (or a student's layer named like one, with a probability ``p``)."""
+    return isinstance(m, Dropout) or (
+        m is not None and "dropout" in type(m).__name__.lower() and isinstance(getattr(m, "p", None), float)
+    )
 
 
 def _f64(a: np.ndarray) -> np.ndarray:
@@ -84,6 +112,58 @@ def explains(candidate: np.ndarray, value: np.ndarray, rtol: float = EXPLAIN_RTO
         return False
     scale = float(np.abs(v).max()) if v.size else 0.0
     return bool(np.abs(c - v).max() <= rtol * scale) if v.size else True
+
+
+def constant_factor(value: np.ndarray, reference: np.ndarray, rtol: float = EXPLAIN_RTOL) -> float | None:
+    """The c with value = c * reference element-wise (to ``rtol``, see :func:`explains`), else None.
+
+    c is the least-squares fit <v, r> / <r, r>; it counts only when c * r reproduces v in every
+    element, so a difference confined to a few elements (cosine ~1, norm ratio ~1) is no factor.
+    """
+    v, r = _f64(value), _f64(reference)
+    if v.shape != r.shape or v.size == 0 or not (np.isfinite(v).all() and np.isfinite(r).all()):
+        return None
+    rr = float((r * r).sum())
+    if rr == 0:
+        return None
+    c = float((v * r).sum() / rr)
+    return c if explains(c * r, v, rtol) else None
+
+
+def factor_meaning(
+    c: float, batch_size: int | None = None, extra: dict[str, float] | None = None
+) -> str | None:
+    """What a constant factor c = value / reference suggests, or None when it is no known value.
+
+    Known values (within :data:`FACTOR_NAME_RTOL`): the batch size N ("a sum where the mean
+    belongs, or a missing 1/N") and 1/N, -1 (sign flipped), 2 (a term counted twice), 1/2, 0,
+    and any ``extra`` {name: value} (e.g. {"1 - p": 0.7} for a Dropout).
+    """
+    if c == 0:
+        return "zero everywhere: the gradient was never written or is multiplied by zero"
+
+    def near(v: float) -> bool:
+        return v != 0 and abs(c / v - 1) <= FACTOR_NAME_RTOL
+
+    for name, v in (extra or {}).items():
+        if near(v):
+            return name
+    if batch_size is not None and batch_size >= 2:
+        if near(batch_size):
+            return f"the batch size {batch_size}: a sum where the loss averages, or a missing 1/N"
+        if near(1 / batch_size):
+            return (
+                f"1/batch size (1/{batch_size}): divided by N once too often (the mean's 1/N applied twice)"
+            )
+        if near(-batch_size) or near(-1 / batch_size):
+            return "minus the batch size (or its inverse): a sign flip and a reduction mismatch"
+    if near(-1):
+        return "sign flipped"
+    if near(2):
+        return "a term counted twice (or a missing 1/2)"
+    if near(0.5):
+        return "half: a missing factor 2 (e.g. the derivative of x^2), or a term counted once of two"
+    return None
 
 
 def _onehot(target: np.ndarray, like: np.ndarray) -> np.ndarray | None:
@@ -110,21 +190,54 @@ def is_probability_rows(a: np.ndarray) -> bool:
 
 # ---------------------------------------------------------------------------- hypotheses
 def loss_reduction(ctx: RowContext) -> str | None:
-    """Loss or gradient B times (or 1/B of) the reference, B = batch size >= 2."""
+    """Loss or gradient B times (or 1/B of) the reference, B = batch size >= 2.
+
+    The loss rows (``loss``, ``loss grad``) blame the loss's reduction. Any other row must be B
+    (or 1/B) times its reference element-wise; a per-layer row then blames the layer itself (its
+    twin got the same input and upstream gradient), an end-to-end row blames the loss only when
+    the loss rows diverge too (``ctx.loss_agrees`` False).
+    """
     d, b = ctx.diff, ctx.batch_size
     if b < 2 or not d.same_shape or not d.finite or d.cosine < 1 - SAME_DIRECTION_TOL:
         return None
-    what = "loss" if ctx.quantity == "loss" else "gradient"
     if abs(d.norm_ratio / b - 1) <= BATCH_RATIO_TOL:
-        return (
-            f"{what} = {d.norm_ratio:.4g}x reference = batch size {b}: sum instead of mean reduction? (loss)"
-        )
-    if abs(d.norm_ratio * b - 1) <= BATCH_RATIO_TOL:
+        up = True
+    elif abs(d.norm_ratio * b - 1) <= BATCH_RATIO_TOL:
+        up = False
+    else:
+        return None
+    if ctx.quantity in ("loss", "loss grad"):
+        what = "loss" if ctx.quantity == "loss" else "gradient"
+        if up:
+            return f"{what} = {d.norm_ratio:.4g}x reference = batch size {b}: sum instead of mean reduction? (loss)"
         return (
             f"{what} = 1/{b} of the reference = 1/batch size: divided by the batch size once too often? "
             "(loss)"
         )
-    return None
+    c = constant_factor(ctx.value, ctx.reference)
+    if c is None or abs((c if up else 1 / c) / b - 1) > BATCH_RATIO_TOL:
+        return None  # not the same factor in every element: no reduction bug
+    times = f"{c:.4g} x reference = batch size {b}" if up else f"1/{b} of the reference (1/batch size)"
+    if ctx.end_to_end:
+        if ctx.loss_agrees is False:
+            return f"gradient = {times}: follows from the loss's reduction (see the loss rows) (loss)"
+        if ctx.loss_agrees:
+            return (
+                f"gradient = {times} while the loss gradient agrees: a layer's backward scales by the batch "
+                "size (see the per-layer rows)"
+            )
+        return f"gradient = {times}: a reduction over the batch differs (the loss's or a layer's)"
+    loss = " while the loss gradient agrees" if ctx.loss_agrees else ""
+    if up:
+        return (
+            f"this layer's gradient is {times}{loss}, with the same upstream gradient as its reference: the "
+            "layer scales by the batch size (a sum over the batch on top of the loss's mean, or a "
+            "multiplication by N)"
+        )
+    return (
+        f"this layer's gradient is {times}{loss}, with the same upstream gradient as its reference: the "
+        "layer divides by the batch size, which the loss's mean already did"
+    )
 
 
 def transposed_weight(ctx: RowContext) -> str | None:
@@ -159,6 +272,47 @@ def transposed_weight(ctx: RowContext) -> str | None:
     return None
 
 
+def _variance_hint(
+    a: np.ndarray, b: np.ndarray, x: np.ndarray, eps: float, what: str, n_text: str
+) -> str | None:
+    """Per-group hypotheses on a normalised output: unbiased variance, another eps.
+
+    ``a`` and ``b`` are gamma * x_hat of the NumPy side and of the reference, ``x`` the input,
+    all (G, n) with one normalisation group per row.
+    """
+    n = a.shape[1]
+    bb = (b * b).sum(axis=1)
+    if n < 2 or (bb <= 0).any():
+        return None
+    r = (a * b).sum(axis=1) / bb  # per-group scale of NumPy over torch, (G,)
+    if not explains(r[:, None] * b, a):
+        return None  # not a per-group rescaling
+    var = x.var(axis=1)  # biased, (G,)
+    dev = np.abs(r - 1).max()
+    if dev == 0:
+        return None
+    r_unbiased = np.sqrt((var + eps) / (var * n / (n - 1) + eps))
+    if np.abs(r - r_unbiased).max() <= 0.05 * dev:
+        return (
+            f"unbiased variance ({what} uses biased): the output is sqrt((n-1)/n) = "
+            f"{math.sqrt((n - 1) / n):.4f} "
+            f"times the reference for {n_text} = {n} (divide by n, not n-1)"
+        )
+    implied = (var + eps) / r**2 - var  # eps that gives r inside the square root, (G,)
+    if (implied > 0).all() and np.ptp(implied) <= 0.1 * np.median(implied):
+        return (
+            f"eps: the NumPy output matches eps = {np.median(implied):.3g} inside the square root, torch "
+            f"uses {eps:g}"
+        )
+    outside = np.sqrt(var + eps) / r - np.sqrt(var)  # eps that gives r as sqrt(var) + eps, (G,)
+    if (outside > 0).all() and np.ptp(outside) <= 0.1 * np.median(outside):
+        return (
+            f"eps: the NumPy output matches sqrt(var) + {np.median(outside):.3g}, eps outside the square "
+            f"root (torch: sqrt(var + {eps:g}))"
+        )
+    return None
+
+
 def layernorm(ctx: RowContext) -> str | None:
     """LayerNorm output off by the variance convention (unbiased) or by a different eps."""
     m = ctx.module
@@ -173,36 +327,106 @@ def layernorm(ctx: RowContext) -> str | None:
     groups = (-1, n)
     a = (_f64(ctx.value) - _f64(bias)).reshape(groups)  # gamma * x_hat (NumPy), (G, n)
     b = (_f64(ctx.reference) - _f64(bias)).reshape(groups)  # gamma * x_hat (torch), (G, n)
-    bb = (b * b).sum(axis=1)
-    if (bb <= 0).any():
-        return None
-    r = (a * b).sum(axis=1) / bb  # per-group scale of NumPy over torch, (G,)
-    if not explains(r[:, None] * b, a):
-        return None  # not a per-group rescaling
     x = _f64(ctx.input).reshape(groups)
-    var = x.var(axis=1)  # biased, (G,)
-    dev = np.abs(r - 1).max()
-    if dev == 0:
+    return _variance_hint(a, b, x, eps, "LayerNorm", "n")
+
+
+def _channel_groups(a: np.ndarray) -> np.ndarray:
+    """(N, C, *S) -> (C, N * prod(S)): one row per channel, BatchNorm's normalisation groups."""
+    return np.moveaxis(_f64(a), 1, -1).reshape(-1, a.shape[1]).T
+
+
+def _is_batchnorm(m: Module | None) -> bool:
+    return isinstance(m, _BatchNorm)
+
+
+def batchnorm(ctx: RowContext) -> str | None:
+    """BatchNorm1d/2d training-mode output off by the variance convention or by eps.
+
+    Training mode normalises with the *biased* batch variance (divide by M = N * prod(spatial)),
+    as torch; the unbiased M / (M - 1) one only enters ``running_var``.
+    """
+    m = ctx.module
+    if ctx.quantity != "output" or not _is_batchnorm(m) or ctx.input is None:
         return None
-    r_unbiased = np.sqrt((var + eps) / (var * n / (n - 1) + eps))
-    if np.abs(r - r_unbiased).max() <= 0.05 * dev:
+    assert isinstance(m, _BatchNorm)
+    if (
+        not m._uses_batch_stats()
+        or ctx.value.shape != ctx.reference.shape
+        or ctx.input.shape != ctx.value.shape
+    ):
+        return None
+    if ctx.value.ndim < 2:
+        return None
+    c = ctx.value.shape[1]
+    bias = _f64(m.bias.data) if m.bias is not None else np.zeros(c)
+    a = _channel_groups(ctx.value) - bias[:, None]  # gamma * x_hat per channel, (C, M)
+    b = _channel_groups(ctx.reference) - bias[:, None]
+    x = _channel_groups(ctx.input)
+    spatial = " * ".join(["N", *("HW"[: ctx.value.ndim - 2] if ctx.value.ndim <= 4 else ["prod(spatial)"])])
+    name = next(c.__name__ for c in type(m).__mro__ if c.__module__ == _BatchNorm.__module__)
+    hint = _variance_hint(a, b, x, m.eps, name + " training", f"M = {spatial}")
+    if hint and hint.startswith("unbiased"):
+        hint += "; the unbiased variance belongs only in the running_var update"
+    return hint
+
+
+def batchnorm_running_var(ctx: RowContext) -> str | None:
+    """``running_var`` updated with the biased batch variance (torch: the unbiased var * M / (M - 1))."""
+    m = ctx.module
+    if ctx.quantity != "running_var" or not _is_batchnorm(m) or ctx.input is None:
+        return None
+    assert isinstance(m, _BatchNorm)
+    if ctx.value.shape != ctx.reference.shape or ctx.input.ndim < 2:
+        return None
+    x = _channel_groups(ctx.input)  # (C, M)
+    big_m = x.shape[1]
+    if big_m < 2:
+        return None
+    nbt = int(getattr(m, "num_batches_tracked", 1))
+    factor = m.momentum if m.momentum is not None else 1.0 / max(nbt, 1)
+    var_b = x.var(axis=1)  # biased, (C,)
+    ref = _f64(ctx.reference)
+    biased = ref - factor * var_b / (big_m - 1)  # what a biased update gives from the same start
+    if explains(biased - ref, _f64(ctx.value) - ref):
         return (
-            "unbiased variance (LayerNorm uses biased): the output is sqrt((n-1)/n) = "
-            f"{math.sqrt((n - 1) / n):.4f} "
-            f"times the reference for n = {n} (divide by n, not n-1)"
+            f"running_var updated with the biased batch variance (divide by M = {big_m}); torch uses the "
+            f"unbiased one, var * M / (M - 1), for running_var (and the biased one to normalise)"
         )
-    implied = (var + eps) / r**2 - var  # eps that gives r inside the square root, (G,)
-    if (implied > 0).all() and np.ptp(implied) <= 0.1 * np.median(implied):
+    return None
+
+
+def dropout(ctx: RowContext) -> str | None:
+    """A Dropout's scaling 1 / (1 - p) forgotten or doubled, or a backward mask not the forward's."""
+    m = ctx.module
+    p = getattr(m, "p", None)
+    if (
+        not _is_dropout(m)
+        or not isinstance(p, float)
+        or not 0 < p < 1
+        or ctx.quantity not in ("output", "input grad")
+    ):
+        return None
+    v, r = _f64(ctx.value), _f64(ctx.reference)
+    if v.shape != r.shape:
+        return None
+    c = constant_factor(v, r)
+    where = "forward" if ctx.quantity == "output" else "backward"
+    if c is not None and abs(c / (1 - p) - 1) <= FACTOR_NAME_RTOL:
         return (
-            f"eps: the NumPy output matches eps = {np.median(implied):.3g} inside the square root, torch "
-            f"uses {eps:g}"
+            f"Dropout {where} not scaled by 1/(1-p): the {ctx.quantity} is (1-p) = {1 - p:g} x the reference"
         )
-    outside = np.sqrt(var + eps) / r - np.sqrt(var)  # eps that gives r as sqrt(var) + eps, (G,)
-    if (outside > 0).all() and np.ptp(outside) <= 0.1 * np.median(outside):
-        return (
-            f"eps: the NumPy output matches sqrt(var) + {np.median(outside):.3g}, eps outside the square "
-            f"root (torch: sqrt(var + {eps:g}))"
-        )
+    if c is not None and abs(c * (1 - p) - 1) <= FACTOR_NAME_RTOL:
+        return f"Dropout {where} scaled by 1/(1-p) twice: the {ctx.quantity} is 1/(1-p) = {1 / (1 - p):.4g} x the reference"
+    if ctx.quantity == "input grad" and ctx.grad_output is not None and ctx.grad_output.shape == v.shape:
+        live = _f64(ctx.grad_output) != 0  # where the upstream gradient can pass
+        other = ((v == 0) != (r == 0)) & live
+        if other.any():
+            return (
+                "Dropout backward uses a different mask from its forward: the input gradient is zero in other "
+                f"places than the forward's mask ({int(other.sum())} of {v.size} elements); reuse the mask "
+                "saved in forward"
+            )
     return None
 
 
@@ -315,29 +539,112 @@ HINTS: list[Callable[[RowContext], str | None]] = [
     loss_reduction,
     transposed_weight,
     layernorm,
+    batchnorm,
+    batchnorm_running_var,
+    dropout,
     elu_output_derivative,
     softmax_axis,
 ]
 
 
+_AXIS_NAMES: dict[int, tuple[str, ...]] = {
+    1: ("element",),
+    2: ("row", "column"),
+    3: ("index of axis 0", "index of axis 1", "index of axis 2"),
+    4: ("sample", "channel", "row", "column"),
+}
+
+
+def _slab(wrong: np.ndarray) -> str | None:
+    """ "only in column 3", "only in the last row", "only in channels 0, 5": the axis that confines the
+    differing elements to the smallest fraction of its indices, or None when none does."""
+    if wrong.ndim == 0 or wrong.ndim > 4:
+        return None
+    best: tuple[float, int, np.ndarray] | None = None
+    for axis in range(wrong.ndim):
+        others = tuple(a for a in range(wrong.ndim) if a != axis)
+        idx = np.flatnonzero(wrong.any(axis=others) if others else wrong)
+        size = wrong.shape[axis]
+        if size < 2 or len(idx) >= size:
+            continue
+        frac = len(idx) / size
+        if best is None or frac < best[0]:
+            best = (frac, axis, idx)
+    if best is None:
+        return None
+    _, axis, idx = best
+    if int(wrong.sum()) <= len(idx):
+        return None  # one element per index: "in k of n elements" says more
+    name, size = _AXIS_NAMES[wrong.ndim][axis], wrong.shape[axis]
+    if wrong.ndim == 1:
+        return None  # "in k of n elements" says it all
+    if len(idx) == 1:
+        i = int(idx[0])
+        which = "the last " + name if i == size - 1 else "the first " + name if i == 0 else f"{name} {i}"
+        return f"only in {which}"
+    shown = ", ".join(str(int(i)) for i in idx[:6]) + (", ..." if len(idx) > 6 else "")
+    return f"only in {name}s {shown} ({len(idx)} of {size})"
+
+
+def _sign_region(wrong: np.ndarray, x: np.ndarray | None) -> str | None:
+    """ "only where the input is negative" (or <= 0, positive, >= 0) when that confines the difference."""
+    if x is None or np.shape(x) != wrong.shape:
+        return None
+    x = _f64(x)
+    for cond, text in ((x < 0, "negative"), (x <= 0, "<= 0"), (x > 0, "positive"), (x >= 0, ">= 0")):
+        if cond.any() and not cond.all() and not wrong[~cond].any():
+            return f"only where the input is {text}"
+    return None
+
+
 def describe(ctx: RowContext) -> str:
-    """A generic one-line description of a difference no hypothesis explains."""
+    """A generic one-line description of a difference no hypothesis explains.
+
+    A constant factor is claimed only when value / reference is constant element-wise
+    (:func:`constant_factor`). Otherwise it says where the elements that differ (|v - r| > rtol *
+    max |r|) lie: only where the input is negative / positive, only in some rows, columns or
+    channels, in k of n elements; and, when it holds there, that the value is c x the reference
+    or zero on those elements.
+    """
     d = ctx.diff
     if not d.same_shape:
         return f"shape {d.shape} where the reference has {d.ref_shape}"
     if not d.finite:
         side = "NumPy" if not np.isfinite(_f64(ctx.value)).all() else "reference"
         return f"non-finite values (NaN or inf) on the {side} side"
-    if d.cosine >= 1 - SAME_DIRECTION_TOL:
-        return f"same direction, {d.norm_ratio:.4g}x the reference's norm: a constant factor"
-    if d.cosine <= -1 + SAME_DIRECTION_TOL:
-        return f"opposite sign ({d.norm_ratio:.4g}x the reference's norm)"
     v, r = _f64(ctx.value), _f64(ctx.reference)
-    wrong = np.abs(v - r) > ctx.rtol * float(np.abs(r).max())
-    k = int(wrong.sum())
-    if 0 < k <= FEW_ELEMENTS_FRACTION * wrong.size:
-        return f"differs in {k} of {wrong.size} elements (cosine {d.cosine:.4f})"
-    return f"differs: cosine {d.cosine:.4f}, norm ratio {d.norm_ratio:.4g}"
+    c = constant_factor(v, r)
+    if c is not None:
+        meaning = factor_meaning(c, ctx.batch_size)
+        if c < 0 and abs(c + 1) <= FACTOR_NAME_RTOL:
+            return "opposite sign (-1 x the reference in every element): sign flipped"
+        text = f"{c:.4g} x the reference in every element: a constant factor"
+        return f"{text} ({meaning})" if meaning else text
+    scale = float(np.abs(r).max()) if r.size else 0.0
+    wrong = np.abs(v - r) > ctx.rtol * scale
+    k, n = int(wrong.sum()), wrong.size
+    if k == 0 or scale == 0:
+        return f"differs: cosine {d.cosine:.4f}, norm ratio {d.norm_ratio:.4g}"
+    where = [w for w in (_sign_region(wrong, ctx.input), _slab(wrong)) if w]
+    there = ""
+    if (v[wrong] == 0).all():
+        there = ", there zero where the reference is not"
+    else:
+        cw = constant_factor(v[wrong], r[wrong])
+        if cw is not None:
+            meaning = factor_meaning(cw, ctx.batch_size)
+            there = f", there {cw:.4g} x the reference" + (f" ({meaning})" if meaning else "")
+    count = f"{k} of {n} elements"
+    if where:
+        return f"differs {' and '.join(where)} ({count}){there}"
+    if k <= FEW_ELEMENTS_FRACTION * n or there:
+        at = ""
+        if k <= FEW_ELEMENTS_SHOWN:
+            at = " at " + ", ".join(str(list(map(int, i))) for i in np.argwhere(wrong))
+        return f"differs in {count}{at}{there} (cosine {d.cosine:.4f})"
+    if d.cosine <= -1 + SAME_DIRECTION_TOL:
+        return f"opposite sign ({d.norm_ratio:.4g}x the reference's norm), not by one constant factor"
+    return f"differs in {count}: cosine {d.cosine:.4f}, norm ratio {d.norm_ratio:.4g}"
 
 
 def diagnose(ctx: RowContext) -> list[str]:

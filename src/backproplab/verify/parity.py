@@ -25,8 +25,9 @@ A row agrees when its ``max_rel_err`` (max |A - B| / max |B|, see
 nonzero agreement is reported as "agree (float32 rounding)", never as a bug. Diverging rows get
 a hint from :mod:`backproplab.verify.hints`.
 
-:func:`compare_trajectories` then trains deep copies of both models with the same optimizer,
-hyperparameters and batches, and compares the loss and parameters step by step.
+:func:`compare_trajectories` (in :mod:`backproplab.verify.trajectory`, re-exported here) then
+trains deep copies of both models with the same optimizer, hyperparameters and batches, and
+compares the loss and parameters step by step.
 """
 
 from __future__ import annotations
@@ -48,8 +49,26 @@ from backproplab.errors import ShapeError
 from backproplab.nn.module import Module
 from backproplab.verify import hints as H
 from backproplab.verify.diff import TensorDiff, agree_rtol, tensor_diff
-from backproplab.verify.recorder import LeafRecord, record_leaves
-from backproplab.verify.twin import build_twin, copy_weights, torch_dtype
+from backproplab.verify.gradcheck import BackwardFailure, backward_failure
+from backproplab.verify.recorder import LeafRecord, record_leaves, replay_forward
+from backproplab.verify.trajectory import (
+    TRAJ_LOSS_RTOL,
+    TRAJ_PARAM_RTOL,
+    OptimizerSpec,
+    TrajectoryReport,
+    TrajectorySide,
+    TrajectoryStep,
+    compare_trajectories,
+    run_trajectory,
+)
+from backproplab.verify.twin import (
+    FixedMaskDropout,
+    build_twin,
+    copy_weights,
+    is_random_dropout,
+    replace_module,
+    torch_dtype,
+)
 
 #: End-to-end rows agree when ||A - B|| / ||B|| is at most this many times the per-layer tolerance.
 END_TO_END_FACTOR = 10.0
@@ -59,16 +78,27 @@ ROUNDING_NOISE_FACTOR = 100.0
 #: In float64, an absolute error at most this large is rounding whatever the relative error: it
 #: covers gradients that are zero up to rounding (a bias whose effect a later BatchNorm removes).
 FLOAT64_ABS_FLOOR = 1e-12
-#: Trajectory: relative loss difference |L_np - L_torch| / |L_torch| tolerated per step, by dtype.
-TRAJ_LOSS_RTOL: dict[str, float] = {"float32": 1e-3, "float64": 1e-8}
-#: Trajectory: max over parameters of ||p_np - p_torch|| / ||p_torch|| tolerated per step, by dtype.
-TRAJ_PARAM_RTOL: dict[str, float] = {"float32": 1e-3, "float64": 1e-8}
 
 #: (torch output, torch target) -> scalar loss tensor.
 TorchLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 MODEL = "(model)"
 LOSS = "loss"
+
+__all__ = [
+    "TRAJ_LOSS_RTOL",
+    "TRAJ_PARAM_RTOL",
+    "OptimizerSpec",
+    "ParityReport",
+    "ParityRow",
+    "TrajectoryReport",
+    "TrajectorySide",
+    "TrajectoryStep",
+    "compare_models",
+    "compare_trajectories",
+    "format_table",
+    "run_trajectory",
+]
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -147,53 +177,6 @@ class ParityRow:
             "hint": self.hint,
             "rounding_noise": self.rounding_noise,
             **self.diff.to_dict(),
-        }
-
-
-@dataclass
-class TrajectoryStep:
-    """Losses of both models on one step's batch (before the update) and the parameter gap after it."""
-
-    step: int
-    loss_numpy: float
-    loss_torch: float
-    loss_rel_diff: float
-    param_rel_diff: float
-    diverges: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in vars(self).items()
-        }
-
-
-@dataclass
-class TrajectoryReport:
-    """Step-by-step comparison of training both models (see :func:`compare_trajectories`)."""
-
-    optimizer: str
-    learning_rate: float
-    batch_size: int
-    loss_rtol: float
-    param_rtol: float
-    steps: list[TrajectoryStep] = field(default_factory=list)
-    hint: str | None = None
-
-    @property
-    def first_divergence(self) -> int | None:
-        """The first step whose loss or parameters differ beyond tolerance, or None."""
-        return next((s.step for s in self.steps if s.diverges), None)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "optimizer": self.optimizer,
-            "learning_rate": self.learning_rate,
-            "batch_size": self.batch_size,
-            "loss_rtol": self.loss_rtol,
-            "param_rtol": self.param_rtol,
-            "first_divergence": self.first_divergence,
-            "hint": self.hint,
-            "steps": [s.to_dict() for s in self.steps],
         }
 
 
@@ -292,7 +275,7 @@ def _make_row(
         agrees = agrees or err <= ROUNDING_NOISE_FACTOR * noise
     if agrees:
         return ParityRow(layer, quantity, order, d, H.agreement(dtype, d), rounding_noise=noise)
-    context = H.RowContext(layer, quantity, value, reference, d, rtol, **ctx)
+    context = H.RowContext(layer, quantity, value, reference, d, rtol, end_to_end=end_to_end, **ctx)
     return ParityRow(layer, quantity, order, d, "DIVERGES", H.diagnose(context)[0], rounding_noise=noise)
 
 
@@ -402,24 +385,33 @@ def compare_models(
     rtol = agree_rtol(dtype)
     twin = _prepare_twin(numpy_model, torch_model)
     tdtype = next((p.dtype for p in twin.parameters()), torch_dtype(numpy_model.dtype))
-    twin64 = copy.deepcopy(twin).to(torch.float64) if tdtype != torch.float64 else None
+    dropouts = [n for n, m in twin.named_modules() if n and is_random_dropout(m)]
+    notes: list[str] = []
 
     # NumPy: one recorded forward and backward, with every input gradient computed.
     saved_grads = {name: p.grad for name, p in numpy_model.named_parameters()}
     saved_flags: dict[int, bool] = {}
     _set_input_grads(numpy_model, True, saved_flags)
+    failure: BackwardFailure | None = None
+    dx: np.ndarray | None = None
     try:
         numpy_model.zero_grad()
-        with record_leaves(numpy_model) as records:
+        with record_leaves(numpy_model, snapshot=dropouts) as records:
             out = numpy_model(x)
             loss_np = loss(out, y)
             dout = loss.backward(1.0)
-            dx = numpy_model.backward(dout)
+            try:
+                dx = numpy_model.backward(dout)
+            except Exception as e:  # a backward that raises is a row of the table, not a crash
+                failure = backward_failure(e, numpy_model)
         grads = {name: p.grad.copy() for name, p in numpy_model.named_parameters() if p.grad is not None}
     finally:
         _set_input_grads(numpy_model, None, saved_flags)
         for name, p in numpy_model.named_parameters():
             p.grad = saved_grads[name]
+
+    shared = _share_dropout_masks(twin, records, dropouts, notes)
+    twin64 = copy.deepcopy(twin).to(torch.float64) if tdtype != torch.float64 else None
 
     if reference_loss is None:
         probs = _ends_in_softmax(records)
@@ -442,9 +434,17 @@ def compare_models(
             if q in value and q in ref
         ]
 
+    # The loss on the NumPy model's own output (first: the layers' hints need to know if it agrees).
+    lvalue: Arrays = {"loss": np.asarray(loss_np), "loss grad": dout}
+    lref = _run_loss(out, y, reference_loss, tdtype)
+    lref64 = _run_loss(out, y, reference_loss, torch.float64) if twin64 is not None else None
+    lctx = {"output": out, "target": y, "batch_size": batch, "module": loss}
+    loss_fwd = rows_for(LOSS, "forward", ["loss"], lvalue, lref, lref64, **lctx)
+    loss_bwd = rows_for(LOSS, "backward", ["loss grad"], lvalue, lref, lref64, **lctx)
+    loss_agrees = not any(r.diverges for r in loss_fwd + loss_bwd)
+
     fwd_rows: list[ParityRow] = []
     bwd_blocks: list[list[ParityRow]] = []
-    notes: list[str] = []
     mods = dict(twin.named_modules())
     mods64 = dict(twin64.named_modules()) if twin64 is not None else {}
     for name, rec in records.items():
@@ -460,27 +460,29 @@ def compare_models(
             "output": rec.output,
             "grad_output": rec.grad_output,
             "batch_size": batch,
+            "loss_agrees": loss_agrees,
         }
         ref = _run_leaf(t_mod, rec.input, rec.grad_output, tdtype)  # type: ignore[arg-type]
         ref64 = _run_leaf(mods64[name], rec.input, rec.grad_output, torch.float64) if name in mods64 else None  # type: ignore[arg-type]
         value: Arrays = {"output": rec.output}  # type: ignore[dict-item]
+        buffers = _buffer_values(rec, t_mod, mods64.get(name), ref, ref64, value)
         if rec.grad_input is not None:
             value["input grad"] = rec.grad_input
         for pname, _ in t_mod.named_parameters():
             g = grads.get(f"{name}.{pname}" if name else pname)
             if g is not None:
                 value[f"{pname} grad"] = g
-        fwd_rows += rows_for(name, "forward", ["output"], value, ref, ref64, **ctx)
-        bwd_names = [q for q in value if q != "output"]
-        bwd_blocks.append(rows_for(name, "backward", bwd_names, value, ref, ref64, **ctx))
+        fwd_rows += rows_for(name, "forward", ["output", *buffers], value, ref, ref64, **ctx)
+        bwd_names = [q for q in value if q != "output" and q not in buffers]
+        block = rows_for(name, "backward", bwd_names, value, ref, ref64, **ctx)
+        if failure is not None and failure.module == name:
+            block.insert(0, _failure_row(failure))
+        bwd_blocks.append(block)
+    if failure is not None and failure.module not in records:
+        bwd_blocks.append([_failure_row(failure)])
 
-    # The loss on the NumPy model's own output.
-    lvalue: Arrays = {"loss": np.asarray(loss_np), "loss grad": dout}
-    lref = _run_loss(out, y, reference_loss, tdtype)
-    lref64 = _run_loss(out, y, reference_loss, torch.float64) if twin64 is not None else None
-    lctx = {"output": out, "target": y, "batch_size": batch, "module": loss}
-    fwd_rows += rows_for(LOSS, "forward", ["loss"], lvalue, lref, lref64, **lctx)
-    rows = fwd_rows + rows_for(LOSS, "backward", ["loss grad"], lvalue, lref, lref64, **lctx)
+    fwd_rows += loss_fwd
+    rows = fwd_rows + loss_bwd
     for block in reversed(bwd_blocks):
         rows.extend(block)
 
@@ -491,15 +493,107 @@ def compare_models(
     evalue.update({f"{n} grad": g for n, g in grads.items()})
     eref = _run_model(twin, x, y, reference_loss, tdtype)
     eref64 = _run_model(twin64, x, y, reference_loss, torch.float64) if twin64 is not None else None
-    e2e_kw = {"rtol": END_TO_END_RTOL(dtype), "end_to_end": True}
+    e2e_kw = {"rtol": END_TO_END_RTOL(dtype), "end_to_end": True, "loss_agrees": loss_agrees}
     e2e = rows_for(MODEL, "forward", ["output", "loss"], evalue, eref, eref64, **e2e_kw, **lctx)
-    e2e += rows_for(
-        MODEL, "backward", [q for q in evalue if q.endswith("grad")], evalue, eref, eref64, **e2e_kw, **lctx
-    )
+    if failure is None:
+        e2e += rows_for(
+            MODEL,
+            "backward",
+            [q for q in evalue if q.endswith("grad")],
+            evalue,
+            eref,
+            eref64,
+            **e2e_kw,
+            **lctx,
+        )
+    else:
+        notes.append("the NumPy backward raised, so the end-to-end gradients are not compared")
+    if shared:
+        notes.append(
+            f"{', '.join(shared)}: Dropout in training mode; the torch twin uses the NumPy layer's own mask "
+            "(read by replaying its forward, same random draws, on ones), so both drop the same elements"
+        )
 
     report = ParityReport(rows, e2e, dtype, rtol, batch, ref_name, notes=notes)
     _summarise(report, records)
     return report
+
+
+def _failure_row(failure: BackwardFailure) -> ParityRow:
+    """The DIVERGES row of a NumPy backward that raised, naming the module and the parameter."""
+    quantity = f"{failure.parameter} grad" if failure.parameter else "input grad"
+    nan = math.nan
+    shape = failure.shape or ()
+    diff = TensorDiff((), shape, nan, nan, nan, nan, nan, False)
+    return ParityRow(failure.module or MODEL, quantity, "backward", diff, "DIVERGES", failure.describe())
+
+
+def _buffer_values(
+    rec: LeafRecord,
+    t_mod: tnn.Module,
+    t_mod64: tnn.Module | None,
+    ref: Arrays,
+    ref64: Arrays | None,
+    value: Arrays,
+) -> list[str]:
+    """Add the floating-point buffers both sides keep (BatchNorm's running statistics) after the
+    layer's one forward to ``value`` / ``ref`` / ``ref64``; returns their names (skipped when the
+    NumPy layer ran more than once)."""
+    if rec.forward_calls != 1:
+        return []
+    np_buffers = dict(rec.module.named_buffers())
+    t64 = dict(t_mod64.named_buffers()) if t_mod64 is not None else {}
+    names = []
+    for bname, tb in t_mod.named_buffers():
+        nb = np_buffers.get(bname)
+        if not tb.is_floating_point() or not isinstance(nb, np.ndarray) or "." in bname:
+            continue
+        value[bname] = np.array(nb, copy=True)
+        ref[bname] = tb.detach().numpy().copy()
+        if ref64 is not None and bname in t64:
+            ref64[bname] = t64[bname].detach().numpy().copy()
+        names.append(bname)
+    return names
+
+
+def _share_dropout_masks(
+    twin: tnn.Module, records: dict[str, LeafRecord], names: list[str], notes: list[str]
+) -> list[str]:
+    """Replace each random torch dropout of ``twin`` by one with the NumPy layer's recorded mask.
+
+    The mask is read by replaying the NumPy layer's first forward (same random state) on ones:
+    keep = replay(1) != 0. Where the recorded input is nonzero, that must agree with the recorded
+    output's zeros; if it does not (a forward whose draws cannot be replayed), the mask is taken
+    from the recorded output there, and a note says so. Returns the names whose mask is shared.
+    """
+    shared = []
+    for name in names:
+        rec = records.get(name)
+        if rec is None or not isinstance(rec.input, np.ndarray) or not isinstance(rec.output, np.ndarray):
+            continue
+        x, y = rec.input, rec.output
+        try:
+            probe = replay_forward(rec, np.ones_like(x))
+        except Exception:  # a forward that cannot be replayed: fall back on the output's zeros
+            probe = None
+        if probe is None or probe.shape != x.shape:
+            keep = y != 0
+            notes.append(f"{name}: its Dropout mask could not be replayed; taken from its output's zeros")
+        else:
+            keep = probe != 0
+            live = x != 0
+            if ((y != 0) != keep)[live].any():
+                keep = np.where(live, y != 0, keep)
+                notes.append(
+                    f"{name}: replaying its forward gave another mask than the recorded one; the mask is taken "
+                    "from the recorded output's zeros"
+                )
+        if rec.forward_calls > 1:
+            notes.append(f"{name}: called more than once per forward; only its first mask is shared")
+        p = float(getattr(twin.get_submodule(name), "p", 0.5))
+        replace_module(twin, name, FixedMaskDropout(keep, p))
+        shared.append(name)
+    return shared
 
 
 def _summarise(report: ParityReport, records: dict[str, LeafRecord]) -> None:
@@ -543,106 +637,6 @@ def _summarise(report: ParityReport, records: dict[str, LeafRecord]) -> None:
                 f"BatchNorm); equal to a float64 twin within {ROUNDING_NOISE_FACTOR:g}x the float32 twin's "
                 "own rounding error"
             )
-
-
-# ---------------------------------------------------------------------------- trajectories
-def _optimizers(
-    optimizer: str, lr: float, np_model: Module, t_model: tnn.Module
-) -> tuple[nn.optim.Optimizer, torch.optim.Optimizer]:
-    np_params = list(np_model.parameters())
-    t_params = list(t_model.parameters())
-    if optimizer == "sgd":
-        return nn.optim.SGD(np_params, lr=lr), torch.optim.SGD(t_params, lr=lr)
-    if optimizer == "adam":
-        return nn.optim.Adam(np_params, lr=lr), torch.optim.Adam(t_params, lr=lr)
-    raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
-
-
-@_quiet
-def compare_trajectories(
-    numpy_model: Module,
-    torch_model: tnn.Module | None = None,
-    *,
-    x: np.ndarray,
-    y: np.ndarray,
-    rng: np.random.Generator,
-    loss: Module | None = None,
-    reference_loss: TorchLoss | None = None,
-    optimizer: str = "sgd",
-    learning_rate: float = 1e-3,
-    batch_size: int | None = None,
-    steps: int = 20,
-) -> TrajectoryReport:
-    """Train deep copies of both models for ``steps`` steps on the same batches; compare each step.
-
-    Each step draws ``batch_size`` indices of (x, y) without replacement from ``rng`` (the whole
-    set when ``batch_size`` is None or at least len(x)), records both losses on that batch,
-    then runs backward and the optimizer step (``"sgd"`` or ``"adam"``, torch's defaults besides
-    the learning rate) on each side, and measures max over parameters of ||p_np - p_t|| / ||p_t||.
-    A step diverges when the relative loss difference or that parameter gap exceeds
-    :data:`TRAJ_LOSS_RTOL` / :data:`TRAJ_PARAM_RTOL` for the dtype.
-    """
-    n = _check_batch(x, y)
-    if steps < 1:
-        raise ValueError(f"steps must be positive, got {steps}")
-    np_model = copy.deepcopy(numpy_model)
-    np_model.zero_grad()
-    twin = _prepare_twin(np_model, torch_model)
-    loss = copy.deepcopy(loss) if loss is not None else nn.SoftmaxCrossEntropy("mean")
-    dtype = np_model.dtype.name
-    if reference_loss is None:
-        was_training = np_model.training
-        np_model.eval()  # a one-sample probe: BatchNorm in training mode needs more than one value
-        with nn.no_grad(), record_leaves(np_model, copy=False) as records:
-            np_model(x[:1])
-        np_model.train(was_training)
-        reference_loss = (
-            reference_nll_of_probabilities if _ends_in_softmax(records) else reference_cross_entropy
-        )
-    opt_np, opt_t = _optimizers(optimizer, learning_rate, np_model, twin)
-    tdtype = next((p.dtype for p in twin.parameters()), torch.float32)
-    bs = n if batch_size is None or batch_size >= n else batch_size
-    report = TrajectoryReport(
-        optimizer, learning_rate, bs, TRAJ_LOSS_RTOL.get(dtype, 1e-3), TRAJ_PARAM_RTOL.get(dtype, 1e-3)
-    )
-    np_params = dict(np_model.named_parameters())
-    t_params = dict(twin.named_parameters())
-    for step in range(1, steps + 1):
-        idx = np.arange(n) if bs == n else np.sort(rng.choice(n, size=bs, replace=False))
-        xb, yb = x[idx], np.asarray(y)[idx]  # (bs, ...), (bs,)
-        l_np = loss(np_model(xb), yb)
-        np_model.backward(loss.backward(1.0))
-        opt_np.step()
-        opt_np.zero_grad()
-        opt_t.zero_grad(set_to_none=True)
-        l_t = reference_loss(twin(_t(xb)), _torch_target(yb, tdtype))
-        l_t.backward()
-        opt_t.step()
-        ln, lt = float(l_np), float(l_t.detach())
-        loss_rel = abs(ln - lt) / abs(lt) if lt != 0 else (0.0 if ln == lt else math.inf)
-        gap = 0.0
-        for name, p in np_params.items():
-            ref = t_params[name].detach().numpy().astype(np.float64)
-            den = float(np.linalg.norm(ref))
-            num = float(np.linalg.norm(p.data.astype(np.float64) - ref))
-            gap = max(gap, num / den if den > 0 else (0.0 if num == 0 else math.inf))
-        diverges = not (loss_rel <= report.loss_rtol and gap <= report.param_rtol)
-        report.steps.append(TrajectoryStep(step, ln, lt, loss_rel, gap, diverges))
-        if diverges and report.hint is None:
-            ctx = H.RowContext(
-                LOSS,
-                "loss",
-                np.asarray(ln),
-                np.asarray(lt),
-                tensor_diff(np.asarray(ln), np.asarray(lt)),
-                report.loss_rtol,
-                batch_size=bs,
-            )
-            report.hint = (H.loss_reduction(ctx) if loss_rel > report.loss_rtol else None) or (
-                f"first divergence at step {step}: loss differs by {loss_rel:.3g} (relative), parameters by "
-                f"{gap:.3g}"
-            )
-    return report
 
 
 # ---------------------------------------------------------------------------- text output
@@ -698,7 +692,7 @@ def format_table(report: ParityReport) -> str:
     if traj is not None:
         lines += [
             "",
-            f"training trajectory ({traj.optimizer}, lr {traj.learning_rate:g}, batch {traj.batch_size}; "
+            f"training trajectory ({traj.optimizer}, batch {traj.batch_size}; "
             f"tolerances: loss {traj.loss_rtol:g}, parameters {traj.param_rtol:g})",
             f"{'step':>4} {'loss numpy':>12} {'loss torch':>12} {'loss rel diff':>13} {'param rel diff':>14}",
         ]
@@ -714,5 +708,6 @@ def format_table(report: ParityReport) -> str:
             if fd is None
             else f"trajectories diverge from step {fd}: {traj.hint}"
         )
+        lines += [f"note: {n}" for n in traj.notes]
     lines.append("PARITY HOLDS" if report.ok else "PARITY BROKEN")
     return "\n".join(lines)

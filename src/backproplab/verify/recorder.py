@@ -5,12 +5,18 @@ each leaf module (a module without sub-modules) *on the instance* for the durati
 ``with`` block; the model's own ``forward``/``backward`` run unchanged, containers with custom
 forwards included. For each leaf it keeps, from the first call: the input X, the output Y, the
 upstream gradient G = dL/dY handed to backward and the input gradient dL/dX it returned.
+
+For leaves named in ``snapshot`` (stochastic layers such as Dropout) it also keeps a deep copy of
+the module and of NumPy's global random state taken just before that first forward, so
+:func:`replay_forward` can run the same forward again, with the same random draws, on another
+input (a probe of ones reveals the dropout mask the recorded forward used).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import copy as copy_module
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +37,8 @@ class LeafRecord:
     grad_input: np.ndarray | None = None
     forward_calls: int = 0
     backward_calls: int = 0
+    #: (deep copy of the module, np.random state) just before the first forward, when requested.
+    snapshot: tuple[Module, Any] | None = None
 
 
 def leaf_modules(model: Module) -> list[tuple[str, Module]]:
@@ -48,10 +56,13 @@ def _keep(a: Any, copy: bool) -> Any:
 
 
 @contextlib.contextmanager
-def record_leaves(model: Module, *, copy: bool = True) -> Iterator[dict[str, LeafRecord]]:
+def record_leaves(
+    model: Module, *, copy: bool = True, snapshot: Collection[str] = ()
+) -> Iterator[dict[str, LeafRecord]]:
     """Yield ``{leaf path: LeafRecord}``, filled in forward-call order by passes run in the block.
 
     ``copy`` keeps copies of the arrays, so later in-place changes cannot alter the record.
+    Leaves named in ``snapshot`` get :attr:`LeafRecord.snapshot` (see the module docstring).
     The wrappers are removed when the block ends, even on an error.
     """
     records: dict[str, LeafRecord] = {}
@@ -61,10 +72,16 @@ def record_leaves(model: Module, *, copy: bool = True) -> Iterator[dict[str, Lea
         fwd, bwd = mod.forward, mod.backward
 
         def forward(*args: Any, **kwargs: Any) -> Any:
+            snap = None
+            if name in snapshot and name not in records:
+                clone = copy_module.deepcopy(mod)
+                for attr in ("forward", "backward"):  # the copy must run the module's own methods
+                    clone.__dict__.pop(attr, None)
+                snap = (clone, np.random.get_state())  # noqa: NPY002 (a student's layer may use it)
             out = fwd(*args, **kwargs)
             rec = records.get(name)
             if rec is None:
-                rec = records[name] = LeafRecord(name, mod)
+                rec = records[name] = LeafRecord(name, mod, snapshot=snap)
             if rec.forward_calls == 0:
                 rec.input = _keep(args[0], copy) if args else None
                 rec.output = _keep(out, copy)
@@ -93,3 +110,20 @@ def record_leaves(model: Module, *, copy: bool = True) -> Iterator[dict[str, Lea
         for mod in patched:
             for attr in ("forward", "backward"):
                 mod.__dict__.pop(attr, None)
+
+
+def replay_forward(record: LeafRecord, x: np.ndarray) -> np.ndarray | None:
+    """The recorded leaf's first forward run again on ``x``, with the random state it had then.
+
+    None without a snapshot. NumPy's global random state is restored afterwards.
+    """
+    if record.snapshot is None:
+        return None
+    module, state = record.snapshot
+    clone = copy_module.deepcopy(module)
+    saved = np.random.get_state()  # noqa: NPY002
+    try:
+        np.random.set_state(state)  # noqa: NPY002
+        return np.asarray(clone.forward(x))
+    finally:
+        np.random.set_state(saved)  # noqa: NPY002

@@ -31,6 +31,7 @@ import numpy as np
 
 from backproplab import nn
 from backproplab.errors import ConfigError
+from backproplab.nn.conv import TRANSPOSED_MIN_CHANNELS
 from backproplab.nn.softmax import softmax
 from backproplab.verify.gradcheck import DEFAULT_EPS, GradcheckReport, gradcheck
 
@@ -38,6 +39,8 @@ from backproplab.verify.gradcheck import DEFAULT_EPS, GradcheckReport, gradcheck
 KINK_MARGIN = 1e-3
 #: Standard deviation of the random parameters: O(1) values exercise every term of a backward.
 PARAM_STD = 0.5
+#: Input scale of the many-channel Conv2d case (see there).
+SMALL_INPUT_STD = 0.1
 #: Seed of the dropout mask, redrawn identically before every forward of a Dropout case.
 DROPOUT_MASK_SEED = 12345
 
@@ -279,6 +282,17 @@ CASES: list[GradcheckCase] = [
         "Conv2d",
         lambda rng: randomized(nn.Conv2d(2, 3, (2, 3), stride=2, padding=(1, 0), rng=rng), rng),
         _normal(2, 2, 5, 6),
+    ),
+    GradcheckCase(
+        # in_channels >= TRANSPOSED_MIN_CHANNELS at stride 1: dL/dX takes the transposed-convolution
+        # path of every 3x3 conv of the practical's ConvNet, not col2im (input gradient only: cheap)
+        f"Conv2d(3x3, padding=1, {TRANSPOSED_MIN_CHANNELS} channels: transposed-conv dX)",
+        "Conv2d",
+        lambda rng: randomized(nn.Conv2d(TRANSPOSED_MIN_CHANNELS, 3, 3, padding=1, rng=rng), rng),
+        # small inputs keep the outputs, and so the central differences' rounding, small next to
+        # dL/dX (which does not depend on X); the weight gradient's path is the other cases'
+        lambda rng: SMALL_INPUT_STD * rng.normal(size=(2, TRANSPOSED_MIN_CHANNELS, 4, 4)),
+        only_params=(),
     ),
     GradcheckCase(
         "Conv2d(1x1, bias=False)",

@@ -240,3 +240,36 @@ register_twin("backproplab.nn.dropout.Dropout", lambda m, _: tnn.Dropout(m.p))  
 register_twin("backproplab.nn.residual.Residual", _residual)
 register_twin("backproplab.nn.convnet.PreActBlock", _preact_block)
 register_twin("backproplab.nn.convnet.ConvNet", _convnet)
+
+
+# ---------------------------------------------------------------------------- shared dropout masks
+class FixedMaskDropout(tnn.Module):
+    """Y = X * keep / (1 - p) with a given 0/1 ``keep`` mask: torch's Dropout with the NumPy layer's
+    own mask, so both sides drop the same elements (their random streams differ)."""
+
+    keep: torch.Tensor
+
+    def __init__(self, keep: np.ndarray, p: float) -> None:
+        super().__init__()
+        self.p = float(p)
+        self.register_buffer("keep", torch.from_numpy(np.ascontiguousarray(keep, dtype=np.float64)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape) != tuple(self.keep.shape):
+            raise TwinError(
+                f"FixedMaskDropout: mask of shape {tuple(self.keep.shape)}, input {tuple(x.shape)}"
+            )
+        scale = 0.0 if self.p >= 1.0 else 1.0 / (1.0 - self.p)
+        return x * (self.keep.to(x.dtype) * scale)
+
+
+def is_random_dropout(module: tnn.Module) -> bool:
+    """A torch dropout layer that draws a random mask (training mode, 0 < p)."""
+    return isinstance(module, tnn.modules.dropout._DropoutNd) and module.training and module.p > 0
+
+
+def replace_module(root: tnn.Module, name: str, new: tnn.Module) -> None:
+    """Put ``new`` at the dotted path ``name`` of ``root`` (a sub-module, not the root itself)."""
+    parent_name, _, attr = name.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, attr, new)

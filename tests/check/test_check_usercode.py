@@ -1,0 +1,305 @@
+"""``backproplab check`` on the practical's template and on CS231n-style layers: every check passes on
+correct files, and each planted bug is a FAIL on the right module with the right hint."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from backproplab.verify.check import FAIL, PASS, WARN
+from backproplab.verify.usercode import run_check
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.mark.parametrize("folder", ["template", "cs231n"])
+def test_correct_files_pass_every_check(folder: str) -> None:
+    report = run_check(FIXTURES / folder)
+    bad = [(r.module, r.check, r.detail) for r in report.rows if r.status != PASS]
+    assert bad == []
+    assert len(report.rows) >= 50
+    names = " ".join(report.found)
+    expected = (
+        [
+            "LinearModule",
+            "ELUModule",
+            "SoftMaxModule",
+            "CrossEntropyModule",
+            "MLP",
+            "CustomLayerNormManualFunction",
+        ]
+        if folder == "template"
+        else [
+            "affine_forward",
+            "relu_forward",
+            "softmax_loss",
+            "batchnorm_forward",
+            "conv_forward_naive",
+            "dropout_forward",
+        ]
+    )
+    for name in expected:
+        assert name in names
+
+
+# (file, old, new, module that must FAIL, words of its check, words of the hint)
+TEMPLATE_BUGS = [
+    (
+        "modules.py",
+        "np.clip(x, 1e-12, None))) / x.shape[0]",
+        "np.clip(x, 1e-12, None)))",
+        "CrossEntropyModule",
+        "loss vs PyTorch",
+        "sum instead of mean",
+    ),
+    (
+        "modules.py",
+        "return -y / np.clip(x, 1e-12, None) / x.shape[0]",
+        "return -y / np.clip(x, 1e-12, None)",
+        "CrossEntropyModule",
+        "loss grad vs PyTorch",
+        "batch size 5",
+    ),
+    (
+        "modules.py",
+        "np.exp(np.minimum(self.x, 0)))",
+        "np.exp(self.forward(self.x)))",
+        "ELUModule",
+        "input grad vs PyTorch",
+        "ELU derivative taken from the output",
+    ),
+    (
+        "modules.py",
+        'self.grads["bias"] = dout.sum(axis=0)',
+        'self.grads["bias"] = dout.mean(axis=0)',
+        "LinearModule",
+        "bias grad vs PyTorch",
+        "1/batch size",
+    ),
+    (
+        "modules.py",
+        'self.grads["weight"] = dout.T @ self.x',
+        'self.grads["weight"] = self.x.T @ dout',
+        "LinearModule",
+        "gradient check: params['weight']",
+        "shape",
+    ),
+    (
+        "modules.py",
+        "e = np.exp(x - x.max(axis=1, keepdims=True))",
+        "e = np.exp(x)",
+        "SoftMaxModule",
+        "large logits",
+        "max trick",
+    ),
+    (
+        "modules.py",
+        "(dout * y).sum(axis=1, keepdims=True)",
+        "(dout * y).sum(axis=0, keepdims=True)",
+        "SoftMaxModule",
+        "input grad vs PyTorch",
+        "wrong axis",
+    ),
+    (
+        "modules.py",
+        "e = np.exp(x - x.max(axis=1, keepdims=True))",
+        "x -= x.max(axis=1, keepdims=True)\n        e = np.exp(x)",
+        "SoftMaxModule",
+        "input unmodified",
+        "modified its input",
+    ),
+    (
+        "modules.py",
+        "        self.x = x\n        return x @",
+        "        if not hasattr(self, 'x'):\n            self.x = x\n        return x @",
+        "LinearModule",
+        "forward twice",
+        "earlier forward",
+    ),
+    (
+        "modules.py",
+        'return dout @ self.params["weight"]',
+        'return -(dout @ self.params["weight"])',
+        "LinearModule",
+        "gradient check: input",
+        "sign flipped",
+    ),
+    (
+        "custom_layernorm.py",
+        "var = input.var(dim=1, unbiased=False, keepdim=True)\n        return",
+        "var = input.var(dim=1, unbiased=True, keepdim=True)\n        return",
+        "CustomLayerNormAutograd",
+        "output vs PyTorch",
+        "unbiased variance",
+    ),
+    (
+        "custom_layernorm.py",
+        "inv = 1.0 / torch.sqrt(var + eps)",
+        "inv = 1.0 / (torch.sqrt(var) + eps)",
+        "CustomLayerNormManualFunction",
+        "output vs PyTorch",
+        "eps outside the square root",
+    ),
+    (
+        "custom_layernorm.py",
+        "n * gx - gx.sum(1, keepdim=True) - xhat * (gx * xhat).sum(1, keepdim=True)",
+        "n * gx - gx.sum(1, keepdim=True)",
+        "CustomLayerNormManualFunction",
+        "torch.autograd.gradcheck",
+        "finite differences",
+    ),
+    (
+        "mlp_numpy.py",
+        "for layer in reversed(self.layers):",
+        "for layer in self.layers[::-1][:-1]:",
+        "MLP",
+        "layers[0]",
+        "never called",
+    ),
+]
+
+CS231N_BUGS = [
+    (
+        "layers.py",
+        "db = dout.sum(axis=0)",
+        "db = dout.mean(axis=0)",
+        "affine_forward",
+        "bias grad vs PyTorch",
+        "1/batch size",
+    ),
+    (
+        "layers.py",
+        "return dout * (cache > 0)",
+        "return dout * (cache >= 0) + 0.01 * (cache < 0)",
+        "relu_forward",
+        "input grad vs PyTorch",
+        "where the input is negative",
+    ),
+    (
+        "layers.py",
+        "return loss, dx / n",
+        "return loss, dx",
+        "softmax_loss",
+        "loss grad vs PyTorch",
+        "sum instead of mean",
+    ),
+    (
+        "layers.py",
+        "mu, var = x.mean(axis=0), x.var(axis=0)",
+        "mu, var = x.mean(axis=0), x.var(axis=0, ddof=1)",
+        "batchnorm_forward",
+        "output vs PyTorch",
+        "unbiased",
+    ),
+    (
+        "layers.py",
+        "mask = (np.random.rand(*x.shape) < p) / p",
+        "mask = (np.random.rand(*x.shape) < p) / (1 - p)",
+        "dropout_forward",
+        "mask and scale",
+        "1/keep probability",
+    ),
+    (
+        "layers.py",
+        "return dx, dw, dout.sum(axis=(0, 2, 3))",
+        "return dx, dw, dout.sum(axis=(0, 2, 3)) / dout.shape[0]",
+        "conv_forward_naive",
+        "bias grad vs PyTorch",
+        "batch size",
+    ),
+    (
+        "layers.py",
+        "mask = window == window.max(axis=(2, 3), keepdims=True)",
+        "mask = np.ones_like(window) / (ph * pw)",
+        "max_pool_forward_naive",
+        "input grad vs PyTorch",
+        "",
+    ),
+]
+
+
+def _assert_planted(report_rows: list, module: str, check: str, hint: str) -> None:
+    fails = [r for r in report_rows if r.status == FAIL]
+    assert fails, "the planted bug was not found"
+    on_module = [r for r in fails if r.module == module and check in r.check]
+    assert on_module, [(r.module, r.check, r.detail) for r in fails]
+    assert any(hint in r.detail for r in on_module), [r.detail for r in on_module]
+    assert all(r.where and ":" in r.where for r in on_module), "a failure names the user's file and line"
+    others = {r.module for r in fails} - {module}
+    # only the module with the bug, or the model built from it, may fail
+    assert others <= {"MLP"} or all(r.startswith("layers[") for r in others - {"MLP"}), others
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "module", "check", "hint"),
+    TEMPLATE_BUGS,
+    ids=[b[3] + ":" + b[4] for b in TEMPLATE_BUGS],
+)
+def test_template_planted_bug_is_named(
+    planted: Callable[..., Path], file: str, old: str, new: str, module: str, check: str, hint: str
+) -> None:
+    only = None if module == "MLP" else module
+    report = run_check(planted("template", file, old, new), only=only)
+    _assert_planted(report.rows, module, check, hint)
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "module", "check", "hint"), CS231N_BUGS, ids=[b[3] for b in CS231N_BUGS]
+)
+def test_cs231n_planted_bug_is_named(
+    planted: Callable[..., Path], file: str, old: str, new: str, module: str, check: str, hint: str
+) -> None:
+    report = run_check(planted("cs231n", file, old, new), only=module.split("_forward")[0])
+    _assert_planted(report.rows, module, check, hint)
+
+
+def test_sum_loss_is_found_in_the_model_and_by_the_doctor(planted: Callable[..., Path]) -> None:
+    """The blog's bug: the practical's own unit test passes it (self-consistent), check does not."""
+    folder = planted(
+        "template", "modules.py", "np.clip(x, 1e-12, None))) / x.shape[0]", "np.clip(x, 1e-12, None)))"
+    )
+    report = run_check(folder)
+    rows = {(r.module, r.check): r for r in report.rows}
+    assert rows[("MLP", "end to end: loss")].status == FAIL
+    assert "batch size 4" in rows[("MLP", "end to end: loss")].detail
+    assert rows[("MLP", "training: initial loss")].status == FAIL
+    assert "sums over the batch" in rows[("MLP", "training: initial loss")].detail
+
+
+def test_exception_in_user_code_is_a_fail_row_not_a_crash(planted: Callable[..., Path]) -> None:
+    folder = planted(
+        "template", "modules.py", 'return dout @ self.params["weight"]', 'raise ValueError("not done yet")'
+    )
+    report = run_check(folder, only="LinearModule")
+    rows = [r for r in report.rows if r.status == FAIL]
+    assert rows and all("LinearModule.backward raised ValueError: not done yet" in r.detail for r in rows)
+    assert all(r.where.endswith("modules.py:21") for r in rows)
+
+
+def test_import_error_is_a_fail_row(planted: Callable[..., Path]) -> None:
+    folder = planted(
+        "template", "mlp_numpy.py", "class MLP:", "import nonexistent_package_xyz\n\n\nclass MLP:"
+    )
+    report = run_check(folder)
+    imp = [r for r in report.rows if r.check == "import"]
+    assert len(imp) == 1 and imp[0].status == FAIL and "ModuleNotFoundError" in imp[0].detail
+    assert imp[0].where.endswith("mlp_numpy.py:6")
+    assert any(
+        r.module == "LinearModule" and r.status == PASS for r in report.rows
+    )  # the other files still run
+
+
+def test_probabilities_with_exact_zeros_warn(planted: Callable[..., Path]) -> None:
+    folder = planted(
+        "template",
+        "modules.py",
+        "return -y / np.clip(x, 1e-12, None) / x.shape[0]",
+        "return -y / x / x.shape[0]",
+    )
+    report = run_check(folder, only="CrossEntropy")
+    large = [r for r in report.rows if r.check == "large logits"]
+    assert [r.status for r in large] == [WARN]
+    assert "underflowed to exactly 0" in large[0].detail
+    assert report.ok  # a warning is not a failure

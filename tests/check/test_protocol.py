@@ -1,0 +1,144 @@
+"""The one view of a user's layer: adapters for the formats students write."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backproplab import nn
+from backproplab.errors import ShapeError
+from backproplab.verify.check import FAIL, PASS, layer_rows
+from backproplab.verify.protocol import kind_from_name, layers_of, view_of
+from backproplab.verify.usercode import run_check
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [("LinearModule", "linear"), ("ELUModule", "elu"), ("RELUModule", "relu"), ("LeakyReLU", "leaky_relu"),
+     ("SoftMaxModule", "softmax"), ("CrossEntropyModule", "loss"), ("CustomLayerNormAutograd", "layernorm"),
+     ("BatchNorm1d", "batchnorm"), ("Conv2d", "conv2d"), ("MaxPool2d", "maxpool2d"), ("Affine", "linear"),
+     ("GELU", "other"), ("Helper", "other")],
+)  # fmt: skip
+def test_kind_from_name(name: str, kind: str) -> None:
+    assert kind_from_name(name) == kind
+
+
+def test_class_layers_with_attribute_parameters_pass() -> None:
+    report = run_check(FIXTURES / "classes")
+    assert {f.split(" ")[0] for f in report.found} == {"Affine", "Tanh", "Sigmoid"}  # Helper is not a layer
+    assert report.ok and all(r.status == PASS for r in report.rows), [
+        r for r in report.rows if r.status != PASS
+    ]
+    names = {r.check for r in report.rows if r.module == "Affine"}
+    assert {"gradient check: W", "gradient check: b", "weight grad vs PyTorch"} <= names
+
+
+def test_transposed_weight_gradient_in_a_class_layer_is_named(planted: Callable[..., Path]) -> None:
+    folder = planted("classes", "my_layers.py", "self.dW = self.x.T @ dout", "self.dW = (self.x.T @ dout).T")
+    fails = [r for r in run_check(folder, only="Affine").rows if r.status == FAIL]
+    assert any("shape" in r.detail for r in fails), fails
+
+
+def test_explicit_parameter_mapping() -> None:
+    class Scale:
+        def __init__(self) -> None:
+            self.gain = np.ones(4)
+
+        def forward(self, x: np.ndarray) -> np.ndarray:
+            self.x = x
+            return x * self.gain
+
+        def backward(self, dout: np.ndarray) -> np.ndarray:
+            self.d_gain = (dout * self.x).sum(axis=0)
+            return dout * self.gain
+
+    view = view_of(Scale(), param_map={"weight": ("gain", "d_gain")})
+    assert [(p.name, p.torch_name) for p in view.params] == [("gain", "weight")]
+    rows = layer_rows(
+        lambda: view_of(Scale(), param_map={"weight": ("gain", "d_gain")}),
+        lambda r: r.normal(size=(3, 4)),
+        np.random.default_rng(0),
+    )
+    grad = [r for r in rows if r.check.startswith("gradient check")]
+    assert [r.check for r in grad] == ["gradient check: input", "gradient check: gain"]
+    assert all(r.status == PASS for r in grad)
+    assert any("no PyTorch reference" in r.detail for r in rows)  # kind "other": gradient check only
+    with pytest.raises(ShapeError, match="no array attribute 'scale'"):
+        view_of(Scale(), param_map={"weight": ("scale", "d_scale")})
+
+
+def test_backproplab_module_and_plain_object_views() -> None:
+    lin = nn.Linear(3, 2, rng=np.random.default_rng(0)).to(np.float64)
+    v = view_of(lin)
+    assert v.kind == "linear" and [p.torch_name for p in v.params] == ["weight", "bias"]
+    rows = layer_rows(
+        lambda: view_of(nn.Linear(5, 3, rng=np.random.default_rng(0)).to(np.float64)),
+        lambda r: r.normal(size=(4, 5)),
+        np.random.default_rng(0),
+    )
+    assert all(r.status == PASS for r in rows), [r for r in rows if r.status != PASS]
+    with pytest.raises(ShapeError, match="has no backward"):
+        view_of(object.__new__(type("NoBackward", (), {"forward": lambda self, x: x})))
+
+
+def test_layers_of_skips_the_loss() -> None:
+    class Layer:
+        def forward(self, x: np.ndarray) -> np.ndarray:
+            return x
+
+        def backward(self, d: np.ndarray) -> np.ndarray:
+            return d
+
+    class CrossEntropyModule:
+        def forward(self, x: np.ndarray, y: np.ndarray) -> float:
+            return 0.0
+
+        def backward(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+            return x
+
+    class Model:
+        def __init__(self) -> None:
+            self.a, self.b, self.loss = Layer(), Layer(), CrossEntropyModule()
+
+    m = Model()
+    assert layers_of(m) == [m.a, m.b]
+
+
+def test_gradcheck_takes_the_templates_dict_format() -> None:
+    """``gradcheck`` on the practical's own module format: ``params``/``grads`` dicts of plain arrays
+    with a wrong bias gradient found and the module left unchanged; float32 is refused, naming it."""
+    import sys
+
+    from backproplab.verify.gradcheck import gradcheck
+
+    sys.path.insert(0, str(FIXTURES / "template"))
+    try:
+        import modules
+    finally:
+        sys.path.pop(0)
+    rng = np.random.default_rng(0)
+    layer = modules.LinearModule(5, 3)
+    layer.params["weight"] = rng.normal(size=(3, 5))
+    before = layer.params["weight"].copy()
+    report = gradcheck(layer, rng.normal(size=(4, 5)), rng=rng)
+    assert [c.tensor for c in report.checks] == ["input", "params['weight']", "params['bias']"]
+    assert report.ok and report.max_rel_error < 1e-6
+    np.testing.assert_array_equal(layer.params["weight"], before)
+
+    class HalfBias(modules.LinearModule):
+        def backward(self, dout: np.ndarray) -> np.ndarray:
+            dx = super().backward(dout)
+            self.grads["bias"] = self.grads["bias"] / 2
+            return dx
+
+    bad = gradcheck(HalfBias(5, 3), rng.normal(size=(4, 5)), rng=rng)
+    assert not bad.ok and bad["params['bias']"].verdict == "wrong"
+    assert "half" in bad["params['bias']"].note
+    layer.params["weight"] = layer.params["weight"].astype(np.float32)
+    with pytest.raises(ShapeError, match=r"params\['weight'\]. of LinearModule is float32"):
+        gradcheck(layer, rng.normal(size=(4, 5)), rng=rng)
