@@ -30,3 +30,27 @@ class NonFiniteError(BackproplabError, FloatingPointError):
 
 class CheckpointError(BackproplabError, ValueError):
     """A checkpoint is corrupt or does not match the model being resumed."""
+
+
+class DiskFullError(BackproplabError, OSError):
+    """A write failed because the file system is full (ENOSPC) or over quota (EDQUOT).
+
+    ``errno`` and ``filename`` are set as on any OSError; ``str()`` is the one-line message.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class RunDirInUseError(ConfigError):
+    """The run directory is claimed by another run that is still going."""
+
+
+class StateDictKeyError(BackproplabError, KeyError):
+    """``load_state_dict`` got a state dict with missing or unexpected keys.
+
+    ``str()`` is the plain message (a bare ``KeyError`` would print its repr, with quotes).
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

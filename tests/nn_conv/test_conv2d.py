@@ -63,7 +63,7 @@ def make(case: dict[str, Any], dtype: type, seed: int) -> tuple[Conv2d, np.ndarr
 def test_conv2d_gradcheck_float64(case: dict[str, Any], seed: int) -> None:
     conv, x, rng = make(case, np.float64, seed)
     errors = gradcheck_module(conv, x, rng)
-    assert set(errors) == {"x", "weight", "bias"} if case["bias"] else {"x", "weight"}
+    assert set(errors) == ({"x", "weight", "bias"} if case["bias"] else {"x", "weight"})
     assert max(errors.values()) < GRADCHECK_RTOL, errors
 
 

@@ -238,7 +238,7 @@ def test_round_trip_and_atomic_replace(tmp_path: Path, monkeypatch: pytest.Monke
     before = path.read_bytes()
 
     def crash(obj: Any, f: Any) -> None:
-        Path(f).write_bytes(b"half a checkpoint")
+        f.write(b"half a checkpoint")  # save_checkpoint hands torch.save an open file
         raise KeyboardInterrupt
 
     monkeypatch.setattr(torch, "save", crash)

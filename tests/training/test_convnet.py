@@ -109,8 +109,12 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_loss_goes_down_and_the_run_directory_is_complete(trained: Path) -> None:
-    assert {p.name for p in trained.iterdir()} == {
-        "config.json", "metrics.jsonl", "summary.json", "curves.png", "model.npz", "checkpoint.pt",
+    names = {p.name for p in trained.iterdir()}
+    events = {n for n in names if n.startswith("events.out.tfevents.")}  # TensorBoard's scalars
+    assert len(events) == 1
+    assert names - events == {
+        "config.json", "metrics.jsonl", "summary.json", "curves.png", "model.npz", "model.safetensors",
+        "checkpoint.pt",
     }  # fmt: skip
     records = metrics(trained)
     assert [r["step"] for r in records] == list(range(1, 41))

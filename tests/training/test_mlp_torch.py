@@ -66,9 +66,13 @@ def test_flags_and_defaults_are_mlp_numpys_plus_the_knobs() -> None:
     assert numpy_fields["init"] == "practical" and numpy_fields["learning_rate"] == 1e-3
     extra = {k: v for k, v in torch_fields.items() if k not in numpy_fields}
     assert extra == {
-        "better_init": False, "lr_step_size": None, "lr_gamma": 0.1, "batchnorm": False,
-        "weight_decay": 0.0, "device": "auto", "resume": None,
-    }  # fmt: skip
+        "better_init": False,
+        "lr_step_size": None,
+        "lr_gamma": 0.1,
+        "batchnorm": False,
+        "weight_decay": 0.0,
+        "device": "auto",
+    }  # fmt: skip  (--resume is common to both now)
     assert issubclass(mlp_torch.MLPTorchConfig, MLPConfig)
     args = build_parser(["train", "mlp-torch"]).parse_args(
         ["train", "mlp-torch", *BEST_RECIPE, "--activation", "relu"]
@@ -98,10 +102,41 @@ def test_bad_flags_are_errors(capsys: pytest.CaptureFixture[str]) -> None:
         assert msg in capsys.readouterr().err
 
 
+def test_flags_the_run_cannot_use_are_one_line_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    for flags, msg in [
+        (["--seed", "-1"], "--seed must be a non-negative integer, got -1"),
+        (["--learning_rate", "1e300"], "--learning_rate must be a finite number of at most 3.4e+38"),
+        (["--learning_rate", "inf"], "--learning_rate must be a finite number"),
+        (["--weight_decay", "1e39"], "--weight_decay must be a finite number"),
+        (["--dnn_hidden_units", "1000000000"], "parameters and needs at least"),
+    ]:
+        assert main(["train", "mlp-torch", "--dataset", "digits", *flags]) == 2, flags
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and msg in err and err.count("\n") == 1, err
+
+
+def test_a_model_too_big_for_memory_is_refused_before_allocating(monkeypatch: pytest.MonkeyPatch) -> None:
+    from backproplab.errors import ConfigError
+    from backproplab.training import mlp_config
+
+    monkeypatch.setattr(mlp_config, "available_memory_bytes", lambda: 10 * 2**20)  # 10 MiB
+    cfg = mlp_torch.MLPTorchConfig(dataset="fashion-mnist", dnn_hidden_units="2000")  # 1.6 M parameters
+    with pytest.raises(ConfigError, match=r"the MLP \(784 inputs\) has 1,590,010 parameters.*10 MiB"):
+        cfg.validate()
+    mlp_torch.MLPTorchConfig(dataset="fashion-mnist", dnn_hidden_units="100").validate()  # 0.3 MiB fits
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without a GPU")
-def test_cuda_without_a_gpu_is_a_clear_error(capsys: pytest.CaptureFixture[str], fake_data: None) -> None:
+def test_cuda_without_a_gpu_is_a_clear_error_and_leaves_no_directory(
+    capsys: pytest.CaptureFixture[str], fake_data: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the default --out, runs/mlp-torch-<time>, goes below tmp_path
     assert main(["train", "mlp-torch", "--device", "cuda", "--max_steps", "1"]) == 2
     assert "--device cuda was asked for but no CUDA device is available" in capsys.readouterr().err
+    assert list((tmp_path / "runs").iterdir()) == []  # the run directory it made is removed again
+    out = tmp_path / "explicit"
+    assert main(["train", "mlp-torch", "--device", "cuda", "--max_steps", "1", "--out", str(out)]) == 2
+    assert not out.exists()
 
 
 # ---------------------------------------------------------------------- the NumPy twin
@@ -173,8 +208,12 @@ def test_training_writes_the_run_directory_and_learns(
     code = main(["train", "mlp-torch", "--max_steps", "60", "--eval_freq", "20", "--batch_size", "50",
                  "--device", "cpu", "--out", str(out), *lr, *flags])  # fmt: skip
     assert code == 0
-    assert {p.name for p in out.iterdir()} == {
-        "config.json", "metrics.jsonl", "summary.json", "curves.png", "model.npz", "checkpoint.pt",
+    names = {p.name for p in out.iterdir()}
+    events = {n for n in names if n.startswith("events.out.tfevents.")}  # TensorBoard's scalars
+    assert len(events) == 1
+    assert names - events == {
+        "config.json", "metrics.jsonl", "summary.json", "curves.png", "model.npz", "model.safetensors",
+        "checkpoint.pt",
     }  # fmt: skip
     records = metrics(out)
     assert [r["step"] for r in records] == list(range(1, 61))

@@ -247,3 +247,18 @@ def test_cli_sum_reduction_on_the_torch_model(tmp_path: Path, capsys: pytest.Cap
 def test_cli_bad_flag(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["doctor", "--overfit_steps", "0"]) == 2
     assert "--overfit_steps must be a positive integer" in capsys.readouterr().err
+
+
+def test_figure_panels_show_zero_as_zero_none_as_none_and_log_only_across_decades() -> None:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3)
+    D._bars(axes[0], ["a", "b", "c"], [1e-2, 0.0, 1e-9], "t")
+    D._bars(axes[1], [], [], "t")
+    D._bars(axes[2], ["a", "b"], [0.4, 0.5], "t")
+    texts = [[t.get_text() for t in ax.texts] for ax in axes]
+    plt.close(fig)
+    assert texts[0] == ["0"] and axes[0].get_yscale() == "log"
+    assert min(p.get_height() for p in axes[0].patches) == 0  # the zero is no bar at 1e-30
+    assert texts[1] == ["none"]
+    assert texts[2] == [] and axes[2].get_yscale() == "linear"

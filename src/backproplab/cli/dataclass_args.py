@@ -3,7 +3,9 @@
 Each field becomes ``--<field_name>`` with the field's default. ``bool`` fields are switches
 (``--flag`` / ``--no-flag``); ``metadata={"help": ..., "choices": (...)}`` supply the help text and
 the allowed values. After parsing, the dataclass's ``validate()`` (if any) checks values and
-raises :class:`~backproplab.errors.ConfigError`. argparse itself rejects unknown flags.
+raises :class:`~backproplab.errors.ConfigError`. argparse itself rejects unknown flags. One rule
+holds for every config: a ``seed`` field must be a non-negative integer (NumPy's ``SeedSequence``
+refuses negative seeds deep inside the run otherwise).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import dataclasses
 import types
 import typing
 from typing import Any, TypeVar
+
+from backproplab.errors import ConfigError
 
 T = TypeVar("T")
 
@@ -65,6 +69,9 @@ def config_from_namespace(cls: type[T], ns: argparse.Namespace) -> T:
     """Build and validate the dataclass ``cls`` from parsed arguments."""
     names = {f.name for f in dataclasses.fields(cls) if f.init and f.metadata.get("cli") is not False}  # type: ignore[arg-type]
     cfg = cls(**{k: v for k, v in vars(ns).items() if k in names})
+    seed = getattr(cfg, "seed", None)
+    if isinstance(seed, int) and not isinstance(seed, bool) and seed < 0:
+        raise ConfigError(f"--seed must be a non-negative integer, got {seed}")
     validate = getattr(cfg, "validate", None)
     if validate is not None:
         validate()

@@ -1,20 +1,24 @@
 """``backproplab``: train the practical's models, plot runs, and verify gradients.
 
 Sub-commands are imported lazily, so ``backproplab --help`` and the NumPy trainers never import
-torch. A user error (bad flag value, missing data, wrong shape) prints one line and exits 2; a
-Ctrl-C exits 130 after the trainer has saved what it had.
+torch. A user error (bad flag value, missing data, wrong shape, an ``--out`` that cannot be
+written, a full disk) prints one ``error: ...`` line and exits 2; a Ctrl-C exits 130 after the
+trainer has saved what it had, also when it comes while the trainer is still being imported. A run
+that fails before its training starts removes the run directory it had made.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from backproplab.cli.dataclass_args import add_dataclass_args, config_from_namespace
-from backproplab.errors import BackproplabError
+from backproplab.errors import BackproplabError, DiskFullError
 
 # name -> (module, help). A trainer module defines CONFIG (a dataclass) and run(cfg) -> summary dict.
 TRAINERS: dict[str, tuple[str, str]] = {
@@ -42,6 +46,10 @@ TOOLS: dict[str, tuple[str, str]] = {
     "parity": (
         "backproplab.cli.parity",
         "compare the NumPy MLP with its PyTorch twin, layer by layer and over training",
+    ),
+    "check": (
+        "backproplab.cli.check",
+        "check your own layers, losses and models (a file or folder) against PyTorch",
     ),
     "doctor": (
         "backproplab.cli.doctor",
@@ -92,23 +100,79 @@ def print_summary(summary: dict[str, Any]) -> None:
             print(f"  model: {summary['model']}")
 
 
+#: OSErrors that come from the user's environment (an --out on a read-only file system, a full
+#: disk, ...), reported as one line rather than a traceback.
+USER_OS_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR}
+)
+
+
+def _run_serial() -> int:
+    run_dir = sys.modules.get("backproplab.training.run_dir")
+    return 0 if run_dir is None else int(run_dir.last_run_serial())
+
+
+def _abandon_unstarted_runs(since: int) -> None:
+    """Remove the run directories this command made for runs that failed before training."""
+    run_dir = sys.modules.get("backproplab.training.run_dir")
+    if run_dir is not None:
+        run_dir.abandon_unstarted_runs(since)
+
+
+def _with_resume_hint(e: BackproplabError) -> str:
+    """The error's line; for a full disk in a run directory that holds a checkpoint, it ends with
+    how to continue the run once there is space."""
+    text = str(e)
+    if isinstance(e, DiskFullError) and e.filename and text.endswith("and try again"):
+        run = Path(e.filename).parent
+        if any((run / name).is_file() for name in ("checkpoint.pt", "checkpoint.npz")):
+            return f"{text.removesuffix('try again')}continue the run with --resume {run}"
+    return text
+
+
+def _os_error_line(e: OSError) -> str:
+    where = f" {e.filename}" if e.filename else ""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"the disk is full: cannot write{where} ({e.strerror}); what was written before is kept"
+    return f"cannot write{where}: {e.strerror}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``backproplab`` command; returns the exit code (0, 1 for failed checks, 2, 130)."""
+    since = _run_serial()
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        _abandon_unstarted_runs(since)
+        print("interrupted: everything written so far is kept", file=sys.stderr)
+        return 130
+    except BackproplabError as e:
+        _abandon_unstarted_runs(since)
+        print(f"error: {_with_resume_hint(e)}", file=sys.stderr)
+        return 2
+    except MemoryError as e:
+        _abandon_unstarted_runs(since)
+        detail = str(e).split("\n")[0] or "the allocation failed"
+        print(f"error: out of memory ({detail}); use a smaller model or --batch_size", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in USER_OS_ERRNOS:
+            raise
+        _abandon_unstarted_runs(since)
+        print(f"error: {_os_error_line(e)}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
-    try:
-        if args.command == "train":
-            module = importlib.import_module(TRAINERS[args.trainer][0])
-            cfg: Any = config_from_namespace(_trainer_config(module), args)
-            print_summary(module.run(cfg))
-            return 0
-        return int(importlib.import_module(TOOLS[args.command][0]).main(args))
-    except BackproplabError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: everything written so far is kept", file=sys.stderr)
-        return 130
+    if args.command == "train":
+        module = importlib.import_module(TRAINERS[args.trainer][0])
+        cfg: Any = config_from_namespace(_trainer_config(module), args)
+        print_summary(module.run(cfg))
+        return 0
+    return int(importlib.import_module(TOOLS[args.command][0]).main(args))
 
 
 if __name__ == "__main__":

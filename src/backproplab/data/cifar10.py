@@ -32,7 +32,7 @@ from backproplab.data.dataset import Dataset
 from backproplab.data.download import download_url, md5_file
 from backproplab.data.extract import TAR_READ_ERRORS, check_member_name, extract_tar_atomic
 from backproplab.data.safe_pickle import load_pickle
-from backproplab.data.validate import check_labels
+from backproplab.data.validate import as_int_labels, check_labels
 from backproplab.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,13 @@ def load_cifar10(data_dir: Path | None, cache_dir: Path, *, download: bool = Tru
             f"{data_dir} is not a CIFAR-10 directory: found neither {BATCHES_DIR}/ nor data_batch_1 and "
             f"{META} nor train/ and test/ folders; {HOW_TO_PROVIDE}"
         )
-    if not tarfile.is_tarfile(data_dir):
+    try:
+        is_tar = tarfile.is_tarfile(data_dir)
+    except TAR_READ_ERRORS as exc:  # a cut .tar.gz raises EOFError, a damaged one zlib.error, ...
+        raise DataError(
+            f"cannot read archive {data_dir}: truncated or corrupt ({type(exc).__name__}: {exc})"
+        ) from None
+    if not is_tar:
         raise DataError(f"{data_dir} is neither a directory nor a tar archive; {HOW_TO_PROVIDE}")
     return _cached(cache_dir, source_key(data_dir), str(data_dir), lambda: read_archive(data_dir))
 
@@ -234,9 +240,9 @@ def _read_batch(batch: Any, label: str, num_classes: int) -> tuple[np.ndarray, n
             f"{type(data).__name__} {getattr(data, 'dtype', '')} {getattr(data, 'shape', '')}"
         )
     try:
-        y = np.asarray(labels, dtype=np.int64)
-    except (TypeError, ValueError, OverflowError):
-        raise DataError(f"{label}: 'labels' must be a list of integers") from None
+        y = as_int_labels(labels)
+    except DataError as exc:
+        raise DataError(f"{label}: 'labels': {exc}") from None
     if y.shape != (data.shape[0],):
         raise DataError(f"{label}: {data.shape[0]} images but labels of shape {y.shape}")
     try:

@@ -17,8 +17,12 @@ from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 from backproplab.errors import DataError
+
+#: The progress bar advances every this many images.
+PROGRESS_CHUNK = 1000
 
 
 def decode_one(name: str, blob: bytes, size: tuple[int, int] | None = None) -> np.ndarray:
@@ -53,6 +57,12 @@ def decode_images(names: Sequence[str], blobs: Sequence[bytes]) -> np.ndarray:
     size = (int(first.shape[0]), int(first.shape[1]))
     out = np.empty((len(blobs), size[0], size[1], 3), dtype=np.uint8)
     out[0] = first
-    for i in range(1, len(blobs)):
-        out[i] = decode_one(names[i], blobs[i], size)
+    # the first decode of CIFAR-10 takes 10 to 15 s: a bar on a terminal (tqdm stays silent otherwise).
+    with tqdm(total=len(blobs), desc="decoding images (once, then cached)", unit="img", disable=None,
+              leave=False, mininterval=0.5) as bar:  # fmt: skip
+        bar.update(1)
+        for i in range(1, len(blobs)):
+            out[i] = decode_one(names[i], blobs[i], size)
+            if i % PROGRESS_CHUNK == 0:
+                bar.update(PROGRESS_CHUNK)
     return out

@@ -8,6 +8,7 @@ dimensions ``d``, then ``d`` uint32 sizes, then the data in C order. Image files
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def parse_idx(data: bytes, ndim: int, label: str) -> np.ndarray:
     if len(data) < header:
         raise DataError(f"{label}: truncated IDX header ({len(data)} bytes, expected at least {header})")
     shape = tuple(int(s) for s in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
-    expected = int(np.prod(shape, dtype=np.int64))
+    expected = math.prod(shape)  # Python integers: sizes such as (2**31, 2**31, 4) must not wrap to 0
     actual = len(data) - header
     if actual != expected:
         raise DataError(f"{label}: IDX sizes {shape} need {expected} data bytes, the file has {actual}")

@@ -19,7 +19,7 @@ from backproplab.nn.module import Module, Sequential
 from backproplab.nn.parameter import Parameter
 from backproplab.nn.pooling import AdaptiveAvgPool2d, GlobalAvgPool2d, MaxPool2d
 from backproplab.nn.residual import Residual
-from backproplab.nn.serialization import load_npz, save_npz
+from backproplab.nn.serialization import load_npz, load_safetensors, save_npz, save_safetensors
 from backproplab.nn.softmax import Softmax
 
 __all__ = [
@@ -49,7 +49,9 @@ __all__ = [
     "init",
     "is_grad_enabled",
     "load_npz",
+    "load_safetensors",
     "no_grad",
     "optim",
     "save_npz",
+    "save_safetensors",
 ]

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from backproplab.errors import ShapeError
+from backproplab.errors import ShapeError, StateDictKeyError
 from backproplab.nn.grad_mode import is_grad_enabled
 from backproplab.nn.parameter import Parameter
 
@@ -131,7 +131,8 @@ class Module:
 
         Values may be NumPy arrays or anything ``np.asarray`` takes (torch CPU tensors included).
         They are cast to each parameter's dtype. With ``strict`` (the default), missing and
-        unexpected keys are an error; a shape mismatch is always one. Nothing is changed unless
+        unexpected keys are a :class:`~backproplab.errors.StateDictKeyError` (a ``KeyError``); a shape
+        mismatch is always a :class:`~backproplab.errors.ShapeError`. Nothing is changed unless
         every key checks out.
         """
         targets: dict[str, tuple[Module, str, bool]] = {}
@@ -143,7 +144,7 @@ class Module:
         missing = [k for k in targets if k not in state]
         unexpected = [k for k in state if k not in targets]
         if strict and (missing or unexpected):
-            raise KeyError(
+            raise StateDictKeyError(
                 f"load_state_dict for {type(self).__name__}: missing keys {missing}, unexpected keys {unexpected}"
             )
         staged = []

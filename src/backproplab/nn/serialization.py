@@ -1,4 +1,5 @@
-"""Save and load state dicts as ``.npz`` files with torch-compatible keys."""
+"""Save and load state dicts with torch-compatible keys: ``.npz`` files, and ``.safetensors`` files
+that PyTorch reads with ``safetensors.torch.load_file`` (and that it writes, for this engine to read)."""
 
 from __future__ import annotations
 
@@ -31,3 +32,26 @@ def load_npz(path: str | os.PathLike[str]) -> OrderedDict[str, np.ndarray]:
         raise DataError(f"weights file not found: {path}") from None
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
         raise DataError(f"cannot read weights file {path}: {e}") from None
+
+
+def save_safetensors(path: str | os.PathLike[str], state: Mapping[str, np.ndarray]) -> None:
+    """Write ``state`` to ``path`` as safetensors (atomically), keys unchanged: a torch model with the
+    same keys loads it with ``load_state_dict(safetensors.torch.load_file(path))``."""
+    from safetensors.numpy import save  # an optional format, imported when used
+
+    data = save({k: np.ascontiguousarray(v) for k, v in state.items()})
+    with atomic_path(path, suffix=".safetensors") as tmp:  # the bytes go through our file (mode, atomicity)
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+
+
+def load_safetensors(path: str | os.PathLike[str]) -> OrderedDict[str, np.ndarray]:
+    """Read a safetensors file (written by :func:`save_safetensors` or by ``safetensors.torch``)."""
+    from safetensors.numpy import load_file
+
+    if not os.path.isfile(path):
+        raise DataError(f"weights file not found: {path}")
+    try:
+        return OrderedDict(load_file(str(path)).items())
+    except Exception as e:  # safetensors raises its own SafetensorError for a bad header or truncation
+        raise DataError(f"cannot read safetensors file {path}: {type(e).__name__}: {e}") from None

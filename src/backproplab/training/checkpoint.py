@@ -11,7 +11,8 @@ A checkpoint is one ``torch.save`` file (``checkpoint.pt`` in the run directory)
   states).
 
 It is written to a temporary file and renamed over the old one, so a crash or Ctrl-C while saving
-leaves the previous checkpoint whole. Loading uses ``torch.load(weights_only=True)`` (tensors and
+leaves the previous checkpoint whole; a full disk is a one-line
+:class:`~backproplab.errors.DiskFullError` and also leaves it whole. Loading uses ``torch.load(weights_only=True)`` (tensors and
 plain Python values only, no arbitrary code), on the CPU; a truncated, garbage or foreign file is a
 :class:`~backproplab.errors.CheckpointError` with one line naming the file and the problem.
 """
@@ -39,8 +40,10 @@ def save_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any]) -> P
     if missing:
         raise ValueError(f"checkpoint state is missing {missing}")
     payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save(payload, tmp)
+    with atomic_path(path, suffix=".pt") as tmp, open(tmp, "wb") as fh:
+        # Through a Python file, so a full disk is an OSError (ENOSPC) that atomic_path reports,
+        # not torch's opaque "unexpected pos" RuntimeError from its own writer.
+        torch.save(payload, fh)
     return Path(path)
 
 
@@ -60,7 +63,10 @@ def load_checkpoint(path: str | os.PathLike[str], trainer: str | None = None) ->
     """
     p = Path(path)
     if not p.is_file():
-        raise CheckpointError(f"no checkpoint at {p}: nothing to resume (a run saves one at each evaluation)")
+        raise CheckpointError(
+            f"no checkpoint at {p}: nothing to resume (a run saves one at each evaluation); if the run "
+            f"stopped before its first one, start it again with the same flags and --out {p.parent}"
+        )
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for a bad file

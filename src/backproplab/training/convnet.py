@@ -39,6 +39,7 @@ from backproplab.training.convnet_config import ConvNetBaseConfig
 from backproplab.training.device_data import DeviceBatchSampler, DeviceData
 from backproplab.training.interrupt import InterruptFlag
 from backproplab.training.lr_schedules import build_scheduler
+from backproplab.training.mlp_config import check_float32, check_seed
 from backproplab.training.prepared_data import prepare
 from backproplab.training.torch_device import (
     AMP_MODES,
@@ -85,7 +86,11 @@ class ConvNetConfig(ConvNetBaseConfig):
     )
 
     def validate(self) -> None:
+        """The base checks, plus a seed and step sizes that the run can use."""
         super().validate()
+        check_seed(self.seed)
+        for name in ("learning_rate", "weight_decay"):
+            check_float32(name, getattr(self, name))
 
     def resolved(self) -> ConvNetConfig:
         """The config with ``schedule_steps`` fixed (so extending a run keeps its schedule)."""

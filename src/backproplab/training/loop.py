@@ -4,6 +4,11 @@ A trainer supplies a :class:`TrainTask`; the loop runs the steps, evaluates ever
 steps and at the last one, logs ``metrics.jsonl``, stops on a non-finite loss with a message
 that names the step and the likely causes, saves a checkpoint at each evaluation (for tasks
 that can) and on Ctrl-C, and finishes with ``summary.json``, ``curves.png`` and the model file.
+
+Timing in ``summary.json`` (this session's steps only, when resumed): ``wall_seconds`` (the whole
+loop), ``train_seconds`` (inside ``train_step``), ``eval_seconds`` (evaluations and their extras),
+``checkpoint_seconds`` (writing checkpoints), ``steps_per_second`` and ``samples_per_second``
+(training steps and samples per second of ``train_seconds``).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import numpy as np
 from backproplab.errors import NonFiniteError
 from backproplab.training.plots import plot_runs
 from backproplab.training.progress import Progress
-from backproplab.training.run_dir import RunDir, default_run_dir
+from backproplab.training.run_dir import RunDir
 
 
 class TrainTask(Protocol):
@@ -76,19 +81,21 @@ def train_loop(
     }
     bar = Progress(max_steps, initial=start_step, desc=title or "train", enabled=progress)
     t_start = time.perf_counter()
-    train_seconds = 0.0
+    train_seconds = eval_seconds = checkpoint_seconds = 0.0
     step = start_step
 
     def update_summary() -> None:
         wall = time.perf_counter() - t_start
         done = step - start_step
+        rate = done / train_seconds if train_seconds > 0 else None
         summary.update(
             steps=step,
             wall_seconds=round(wall, 3),
             train_seconds=round(train_seconds, 3),
-            samples_per_second=round(done * task.batch_size / train_seconds, 1)
-            if train_seconds > 0
-            else None,
+            eval_seconds=round(eval_seconds, 3),
+            checkpoint_seconds=round(checkpoint_seconds, 3),
+            steps_per_second=None if rate is None else round(rate, 3),
+            samples_per_second=None if rate is None else round(rate * task.batch_size, 1),
         )
 
     # Overflow on the way to a non-finite loss is expected and reported below, not as warnings.
@@ -111,8 +118,11 @@ def train_loop(
                     f"(metrics so far kept in {run.path})"
                 )
             if step % eval_freq == 0 or step == max_steps:
+                t0 = time.perf_counter()
                 record.update(task.evaluate())
                 record.update(task.eval_extras())
+                t_eval = time.perf_counter() - t0
+                eval_seconds += t_eval
                 if best is None or record["test_acc"] > best["test_acc"]:
                     best = record
                 summary.update(
@@ -123,10 +133,13 @@ def train_loop(
                 )
                 run.log(record)
                 run.flush()
+                t0 = time.perf_counter()
                 task.save_checkpoint(run, step)
+                checkpoint_seconds += time.perf_counter() - t0
                 bar.message(
                     f"step {step:>6}/{max_steps}  train loss {loss:.4f}  "
-                    f"test loss {record['test_loss']:.4f}  test acc {record['test_acc']:.4f}"
+                    f"test loss {record['test_loss']:.4f}  test acc {record['test_acc']:.4f}  "
+                    f"(eval {t_eval:.1f}s)"
                 )
             else:
                 run.log(record)
@@ -146,24 +159,4 @@ def train_loop(
     update_summary()
     summary["model"] = task.save_model(run)
     _finish(task, run, summary, title)
-    return summary
-
-
-def run_new(
-    trainer: str, cfg: Any, task: TrainTask, data_name: str, data_source: str, *, progress: bool | None = None
-) -> dict[str, Any]:
-    """Train ``task`` in a new run directory (``cfg.out`` or ``runs/<trainer>-<time>``) for
-    ``cfg.max_steps`` steps, evaluating every ``cfg.eval_freq``; save the resolved config first.
-    Returns the summary with ``run_dir`` added."""
-    run = RunDir(cfg.out or default_run_dir(trainer))
-    run.save_config(cfg, trainer=trainer, data_source=data_source)
-    summary = train_loop(
-        task,
-        run,
-        max_steps=cfg.max_steps,
-        eval_freq=cfg.eval_freq,
-        title=f"{trainer} on {data_name}",
-        progress=progress,
-    )
-    summary["run_dir"] = str(run.path)
     return summary

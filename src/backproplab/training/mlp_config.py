@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
+import math
+import os
 from dataclasses import dataclass, field
 
 from backproplab.errors import ConfigError
 
 DATASETS = ("cifar10", "fashion-mnist", "digits")
+#: Input features (flattened image size) and classes of each data set, known before loading it.
+INPUT_FEATURES = {"cifar10": 3 * 32 * 32, "fashion-mnist": 28 * 28, "digits": 8 * 8}
+NUM_CLASSES = 10
+#: The largest finite float32: parameters are float32, so a larger step size overflows them.
+FLOAT32_MAX = 3.4028234663852886e38
+#: The evaluation chunk of the MLP trainers (its activations count towards the memory estimate).
+EVAL_ROWS = 2000
 
 
 def parse_hidden_units(text: str) -> list[int]:
@@ -32,6 +42,64 @@ def _positive(name: str, value: float) -> None:
         raise ConfigError(f"--{name} must be positive, got {value}")
 
 
+def check_float32(name: str, value: float) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is finite and fits in float32 (the parameters' type)."""
+    if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
+        raise ConfigError(
+            f"--{name} must be a finite number of at most {FLOAT32_MAX:.3g} in size (float32, the "
+            f"parameters' type), got {value:g}"
+        )
+
+
+def check_seed(value: int) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is a non-negative integer (NumPy's SeedSequence)."""
+    if value < 0:
+        raise ConfigError(f"--seed must be a non-negative integer, got {value}")
+
+
+def available_memory_bytes() -> int | None:
+    """The memory a new allocation can get: MemAvailable of /proc/meminfo, else the physical memory."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def format_bytes(n: float) -> str:
+    """``1536`` -> ``"1.5 KiB"``, ``3.1e12`` -> ``"2.82 TiB"``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.3g} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.3g} PiB"  # pragma: no cover
+
+
+def mlp_parameter_count(n_features: int, hidden: list[int], n_classes: int) -> int:
+    """Weights and biases of an MLP ``n_features -> hidden... -> n_classes``."""
+    widths = [n_features, *hidden, n_classes]
+    return sum((fan_in + 1) * fan_out for fan_in, fan_out in itertools.pairwise(widths))
+
+
+def mlp_training_bytes(
+    n_features: int, hidden: list[int], n_classes: int, batch_size: int, optimizer: str
+) -> int:
+    """A lower bound on the memory needed to train the MLP in float32: weights, gradients, the
+    optimizer's state (Adam: 2 moments per parameter) and the activations of a batch (or of an
+    evaluation chunk), kept for the backward pass."""
+    params = mlp_parameter_count(n_features, hidden, n_classes)
+    states = 2 if optimizer == "adam" else 0
+    rows = max(batch_size, EVAL_ROWS)
+    activations = rows * (n_features + 2 * sum(hidden) + 2 * n_classes)
+    return 4 * (params * (2 + states) + activations)
+
+
 class MLPFlagsMixin:
     """``hidden_units`` and the checks of the MLP flags, for every config that takes them."""
 
@@ -43,9 +111,26 @@ class MLPFlagsMixin:
         return parse_hidden_units(self.dnn_hidden_units)
 
     def validate_mlp_flags(self) -> None:
-        """Raise :class:`ConfigError` for bad hidden units or a learning rate that is not positive."""
+        """Raise :class:`ConfigError` for bad hidden units or a learning rate that is not positive
+        (or too large for float32)."""
         self.hidden_units  # noqa: B018  (raises on bad input)
         _positive("learning_rate", self.learning_rate)
+        check_float32("learning_rate", self.learning_rate)
+
+    def check_model_memory(self, n_features: int, n_classes: int, batch_size: int, optimizer: str) -> None:
+        """Raise :class:`ConfigError` when training this MLP needs more memory than is available,
+        before anything is allocated (a huge ``--dnn_hidden_units`` would otherwise die deep in
+        NumPy or torch)."""
+        hidden = self.hidden_units
+        need = mlp_training_bytes(n_features, hidden, n_classes, batch_size, optimizer)
+        have = available_memory_bytes()
+        if have is not None and need > have:
+            params = mlp_parameter_count(n_features, hidden, n_classes)
+            raise ConfigError(
+                f"--dnn_hidden_units {self.dnn_hidden_units}: the MLP ({n_features} inputs) has {params:,} "
+                f"parameters and needs at least {format_bytes(need)} of memory to train, but only "
+                f"{format_bytes(have)} is available; use smaller hidden layers"
+            )
 
 
 @dataclass
@@ -92,8 +177,11 @@ class MLPConfig(MLPFlagsMixin):
     )
 
     def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first bad flag (and a model too big for memory)."""
         self.validate_mlp_flags()
         for name in ("max_steps", "batch_size", "eval_freq"):
             value = getattr(self, name)
             if value < 1:
                 raise ConfigError(f"--{name} must be a positive integer, got {value}")
+        check_seed(self.seed)
+        self.check_model_memory(INPUT_FEATURES[self.dataset], NUM_CLASSES, self.batch_size, self.optimizer)

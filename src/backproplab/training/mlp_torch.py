@@ -28,7 +28,7 @@ from backproplab.torch_models import TorchMLP
 from backproplab.training.device_data import DeviceBatchSampler, DeviceData
 from backproplab.training.interrupt import InterruptFlag
 from backproplab.training.lr_schedules import build_scheduler
-from backproplab.training.mlp_config import MLPConfig
+from backproplab.training.mlp_config import MLPConfig, check_float32
 from backproplab.training.mlp_numpy import divergence_hint
 from backproplab.training.prepared_data import prepare
 from backproplab.training.torch_device import DEVICES, make_generator, select_device
@@ -75,6 +75,8 @@ class MLPTorchConfig(MLPConfig):
             raise ConfigError(f"--lr_gamma must be positive, got {self.lr_gamma}")
         if not self.weight_decay >= 0:
             raise ConfigError(f"--weight_decay must be >= 0, got {self.weight_decay}")
+        check_float32("weight_decay", self.weight_decay)
+        check_float32("lr_gamma", self.lr_gamma)
 
     def resolved(self) -> MLPTorchConfig:
         """The config with ``--better_init`` spelled out (what config.json records)."""

@@ -12,13 +12,14 @@ import torch
 import torch.nn.functional as F
 
 from backproplab import nn as np_nn
-from backproplab.errors import CheckpointError
+from backproplab.errors import CheckpointError, NonFiniteError
 from backproplab.training.checkpoint import check_config_match, load_state, save_checkpoint
 from backproplab.training.device_data import DeviceBatchSampler, DeviceData
 from backproplab.training.interrupt import InterruptFlag
 from backproplab.training.lr_schedules import current_lr
 from backproplab.training.run_dir import RunDir
 from backproplab.training.torch_device import autocast
+from backproplab.utils.atomic import remove_stale_temp_files
 
 #: Config fields that may differ between a checkpoint and the run resuming it.
 RESUME_MAY_CHANGE = ("max_steps", "device", "resume", "out")
@@ -81,7 +82,14 @@ class TorchTrainTask:
         loss = self.loss_fn(logits.float(), y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self.optimizer.step()
+        try:
+            self.optimizer.step()
+        except RuntimeError as e:  # e.g. "value cannot be converted to type float without overflow"
+            if "overflow" not in str(e):
+                raise
+            raise NonFiniteError(
+                f"the optimizer step overflowed float32 ({str(e).splitlines()[0]}); {self._hint}"
+            ) from None
         if self.scheduler is not None:
             self.scheduler.step()
         return float(loss.detach())
@@ -104,9 +112,12 @@ class TorchTrainTask:
         return {"test_loss": float(total_loss) / n, "test_acc": int(correct) / n}
 
     def save_model(self, run: RunDir) -> str:
-        """``model.npz``: the state dict under torch's key names, loadable by the NumPy twins too."""
+        """``model.npz`` and ``model.safetensors``: the state dict under torch's key names, loadable by
+        the NumPy twins too."""
         path = run.path / "model.npz"
-        np_nn.save_npz(path, {k: v.detach().cpu().numpy() for k, v in self.model.state_dict().items()})
+        state = {k: v.detach().cpu().numpy() for k, v in self.model.state_dict().items()}
+        np_nn.save_npz(path, state)
+        np_nn.save_safetensors(run.path / "model.safetensors", state)  # torch's load_file reads it
         return str(path)
 
     def divergence_hint(self) -> str:
@@ -159,6 +170,8 @@ class TorchTrainTask:
             )
             return
         save_checkpoint(run.checkpoint_path, self.checkpoint_state(step))
+        # Temporary files of a save that a kill interrupted (this run holds the directory).
+        remove_stale_temp_files(run.path, run.checkpoint_path.name)
 
     def restore(self, ckpt: dict[str, Any], path: str) -> int:
         """Load a checkpoint (from :func:`.checkpoint.load_checkpoint`); return its step."""
