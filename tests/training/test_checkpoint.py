@@ -17,14 +17,10 @@ from backproplab.cli.main import main
 from backproplab.data import Dataset
 from backproplab.errors import CheckpointError, ConfigError, DataError
 from backproplab.training import convnet, mlp_torch
-from backproplab.training.checkpoint import (
-    CHECKPOINT_VERSION,
-    check_config_match,
-    load_checkpoint,
-    save_checkpoint,
-)
+from backproplab.training.checkpoint import CHECKPOINT_VERSION, load_checkpoint, save_checkpoint
 from backproplab.training.device_data import DeviceBatchSampler
 from backproplab.training.interrupt import deferred_interrupts
+from backproplab.training.numpy_checkpoint import check_config_match
 from backproplab.training.torch_task import TorchTrainTask
 
 #: Metrics of a resumed run must equal the uninterrupted run's; CPU ops are deterministic, so the

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from backproplab.errors import CheckpointError
+from backproplab.training.numpy_checkpoint import first_line, load_into
 from backproplab.utils.atomic import atomic_path
 
 CHECKPOINT_FORMAT = "backproplab-checkpoint"
@@ -47,13 +48,6 @@ def save_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any]) -> P
     return Path(path)
 
 
-def _first_line(e: BaseException) -> str:
-    """The exception's type and the first sentence of its message, for a one-line error."""
-    lines = str(e).strip().splitlines()
-    text = lines[0].split(". ")[0].rstrip(".") if lines else ""
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
-
-
 def load_checkpoint(path: str | os.PathLike[str], trainer: str | None = None) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint` onto the CPU.
 
@@ -70,7 +64,7 @@ def load_checkpoint(path: str | os.PathLike[str], trainer: str | None = None) ->
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for a bad file
-        raise CheckpointError(f"checkpoint {p} is corrupt or unreadable ({_first_line(e)})") from None
+        raise CheckpointError(f"checkpoint {p} is corrupt or unreadable ({first_line(e)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{p} is not a backproplab checkpoint")
     if ckpt.get("version") != CHECKPOINT_VERSION:
@@ -86,29 +80,6 @@ def load_checkpoint(path: str | os.PathLike[str], trainer: str | None = None) ->
     return dict(ckpt)
 
 
-def check_config_match(
-    path: str | os.PathLike[str],
-    saved: Mapping[str, Any],
-    current: Mapping[str, Any],
-    ignore: tuple[str, ...],
-) -> None:
-    """Raise :class:`CheckpointError` naming the first flag whose value differs between the
-    checkpoint's config ``saved`` and the run's ``current`` one (keys in ``ignore`` may differ)."""
-    for key in sorted(set(saved) | set(current)):
-        if key in ignore:
-            continue
-        if saved.get(key) != current.get(key):
-            raise CheckpointError(
-                f"checkpoint {path} does not match this run: it was written with --{key} {saved.get(key)!r}, "
-                f"the run has --{key} {current.get(key)!r}"
-            )
-
-
 def load_state(target: Any, state: Any, what: str, path: str | os.PathLike[str]) -> None:
     """``target.load_state_dict(state)`` with any failure turned into a one-line CheckpointError."""
-    try:
-        target.load_state_dict(state)
-    except Exception as e:  # RuntimeError (shapes/keys), ValueError (optimizer groups), KeyError, ...
-        raise CheckpointError(
-            f"checkpoint {path}: the saved {what} does not match this run ({_first_line(e)})"
-        ) from None
+    load_into(target.load_state_dict, state, what, path)

@@ -148,7 +148,7 @@ def check_config_match(
 ) -> None:
     """Raise :class:`CheckpointError` naming the first flag whose value differs between the
     checkpoint's config ``saved`` and the run's ``current`` one (keys in ``ignore`` may differ).
-    The same rule and message as the torch checkpoints' (``training.checkpoint``), without torch."""
+    Shared with the torch checkpoints (``training.checkpoint``); this module imports no torch."""
     for key in sorted(set(saved) | set(current)):
         if key in ignore:
             continue

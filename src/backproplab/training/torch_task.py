@@ -13,10 +13,11 @@ import torch.nn.functional as F
 
 from backproplab import nn as np_nn
 from backproplab.errors import CheckpointError, NonFiniteError
-from backproplab.training.checkpoint import check_config_match, load_state, save_checkpoint
+from backproplab.training.checkpoint import load_state, save_checkpoint
 from backproplab.training.device_data import DeviceBatchSampler, DeviceData
 from backproplab.training.interrupt import InterruptFlag
 from backproplab.training.lr_schedules import current_lr
+from backproplab.training.numpy_checkpoint import check_config_match
 from backproplab.training.run_dir import RunDir
 from backproplab.training.torch_device import autocast
 from backproplab.utils.atomic import remove_stale_temp_files
