@@ -130,6 +130,8 @@ def test_template_mlp_against_a_torch_mlp_ending_in_softmax() -> None:
     """The practical's template MLP (probabilities out) against torch with a Softmax leaf."""
     import torch
 
+    for stem in ("modules", "mlp_numpy"):  # another test's user files of the same names must not stand in
+        sys.modules.pop(stem, None)
     sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "template"))
     try:
         import mlp_numpy

@@ -116,6 +116,7 @@ def test_gradcheck_takes_the_templates_dict_format() -> None:
 
     from backproplab.verify.gradcheck import gradcheck
 
+    sys.modules.pop("modules", None)  # another test's "modules" (a user folder) must not stand in
     sys.path.insert(0, str(FIXTURES / "template"))
     try:
         import modules
