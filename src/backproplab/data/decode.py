@@ -65,4 +65,5 @@ def decode_images(names: Sequence[str], blobs: Sequence[bytes]) -> np.ndarray:
             out[i] = decode_one(names[i], blobs[i], size)
             if i % PROGRESS_CHUNK == 0:
                 bar.update(PROGRESS_CHUNK)
+        bar.update(len(blobs) - bar.n)  # the last partial chunk
     return out
