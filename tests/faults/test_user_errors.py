@@ -45,7 +45,7 @@ def test_a_huge_learning_rate_that_fits_float32_ends_as_a_diverged_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], torch_one_thread: None
 ) -> None:
     out = tmp_path / "r"
-    assert main([*TORCH_RUN, "--learning_rate", "1e30", "--out", str(out)]) == 2
+    assert main([*TORCH_RUN, "--learning_rate", "1e30", "--out", str(out)]) == 3  # EXIT_DIVERGED
     assert "training loss became nan" in one_error_line(capsys.readouterr().err)
     assert (out / "metrics.jsonl").read_text() and '"diverged"' in (out / "summary.json").read_text()
 

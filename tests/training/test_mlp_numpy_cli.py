@@ -93,7 +93,7 @@ def test_non_finite_loss_stops_with_the_likely_cause(
     code = run_cli("train", "mlp-numpy", "--dataset", "digits", "--loss_reduction", "sum", "--learning_rate", "1",
                    "--max_steps", "200", "--out", str(out))  # fmt: skip
     err = capsys.readouterr().err
-    assert code == 2
+    assert code == 3  # EXIT_DIVERGED: not the 2 of a bad flag
     assert err.startswith("error: training loss became") and err.count("\n") == 1
     assert "--loss_reduction sum" in err and "200x" in err
     summary = json.loads((out / "summary.json").read_text())

@@ -407,7 +407,7 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_metrics(tmp_path: Pa
     out = tmp_path / "nan"
     with patched_data():  # lr 1e35: the first step overflows float32 logits
         code, _, err = run_cli(*SMALL, "--lr", "1e35", "--epochs", "3", "--runs", "2", "--out", str(out))
-    assert code == 2
+    assert code == 3  # EXIT_DIVERGED
     assert err.startswith(
         "error: run 1: training loss became nan in epoch 1 (step 4); likely cause: --lr 1e+35"
     )

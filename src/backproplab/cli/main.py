@@ -18,7 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from backproplab.cli.dataclass_args import add_dataclass_args, config_from_namespace
-from backproplab.errors import BackproplabError, DiskFullError
+from backproplab.errors import BackproplabError, DiskFullError, NonFiniteError
+
+#: Exit codes: 0 done, 1 a check or verification failed, 2 a bad input (flag, path, data, disk), 3 a run
+#: whose loss became non-finite (metrics kept), 130 interrupted (Ctrl-C).
+EXIT_DIVERGED = 3
 
 # name -> (module, help). A trainer module defines CONFIG (a dataclass) and run(cfg) -> summary dict.
 TRAINERS: dict[str, tuple[str, str]] = {
@@ -146,6 +150,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _abandon_unstarted_runs(since)
         print("interrupted: everything written so far is kept", file=sys.stderr)
         return 130
+    except NonFiniteError as e:  # a run that diverged: its metrics are kept; not a bad input
+        _abandon_unstarted_runs(since)
+        print(f"error: {_with_resume_hint(e)}", file=sys.stderr)
+        return EXIT_DIVERGED
     except BackproplabError as e:
         _abandon_unstarted_runs(since)
         print(f"error: {_with_resume_hint(e)}", file=sys.stderr)
