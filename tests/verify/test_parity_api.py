@@ -187,9 +187,7 @@ def test_cli_bad_flags(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["parity", "--dnn_hidden_units", "8,x"]) == 2
     assert "--dnn_hidden_units expects" in capsys.readouterr().err
     assert main(["parity", "--steps", "-1"]) == 2
-    with pytest.raises(SystemExit) as e:
-        main(["parity", "--no_such_flag", "1"])
-    assert e.value.code == 2
+    assert main(["parity", "--no_such_flag", "1"]) == 2
 
 
 def test_cli_on_real_digits(capsys: pytest.CaptureFixture[str]) -> None:

@@ -41,7 +41,8 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
         tp, optional = _base_type(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[operator]
         help_text = f.metadata.get("help", "")
-        help_text = f"{help_text} (default: {default!r})" if help_text else f"default: {default!r}"
+        if "default" not in help_text:  # a help text that explains its default says it once
+            help_text = f"{help_text} (default: {default!r})" if help_text else f"default: {default!r}"
         flag = f"--{f.name}"
         if tp is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
@@ -59,7 +60,8 @@ def _converter(tp: type, optional: bool, name: str) -> Any:
         try:
             return tp(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"--{name} expects a {tp.__name__}, got {text!r}") from None
+            article = "an" if tp.__name__[0] in "aeiou" else "a"
+            raise argparse.ArgumentTypeError(f"expects {article} {tp.__name__}, got {text!r}") from None
 
     conv.__name__ = tp.__name__
     return conv
@@ -76,3 +78,35 @@ def config_from_namespace(cls: type[T], ns: argparse.Namespace) -> T:
     if validate is not None:
         validate()
     return cfg
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """``argparse`` with the project's error promise: one ``error: ...`` line and exit 2, no usage
+    block; abbreviations of long flags are not accepted (``--learn`` is no ``--learning_rate``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"error: {self.prog}: {message}\n")
+
+
+def unknown_flag_error(parser: argparse.ArgumentParser, extra: list[str]) -> ConfigError:
+    """The one-line error for arguments ``parser`` does not know, with the closest flag it has."""
+    import difflib
+
+    first = extra[0]
+    flags = [
+        o for a in parser._actions for o in a.option_strings
+        if o.startswith("--") and o != "--help" and not o.startswith("--no-")
+    ]  # fmt: skip
+    if not first.startswith("-"):
+        return ConfigError(f"{parser.prog}: unexpected argument {first!r} (see {parser.prog} --help)")
+    given = first.split("=", 1)[0]
+    stem = given.lstrip("-").replace("-", "_")
+    # --lr for --learning_rate (initials), --learn for --learning_rate (a prefix), then spelling
+    close = [f for f in flags if "".join(w[:1] for w in f[2:].split("_")) == stem or f[2:].startswith(stem)]
+    close = close[:1] or difflib.get_close_matches(given, flags, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]}?" if close else f" (see {parser.prog} --help)"
+    return ConfigError(f"{parser.prog}: unknown flag {first}{hint}")

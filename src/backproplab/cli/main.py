@@ -17,7 +17,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from backproplab.cli.dataclass_args import add_dataclass_args, config_from_namespace
+from backproplab.cli.dataclass_args import (
+    OneLineParser,
+    add_dataclass_args,
+    config_from_namespace,
+    unknown_flag_error,
+)
 from backproplab.errors import BackproplabError, DiskFullError, NonFiniteError
 
 #: Exit codes: 0 done, 1 a check or verification failed, 2 a bad input (flag, path, data, disk), 3 a run
@@ -69,7 +74,7 @@ def _trainer_config(module: Any) -> type:
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     """The parser; only the sub-command named in ``argv`` is imported to add its flags."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="backproplab", description="Train the practical's models, plot runs, and verify gradients."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -84,6 +89,17 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
         if argv and argv[0] == name:
             importlib.import_module(mod_name).add_arguments(p)
     return parser
+
+
+def _active_parser(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The (sub-)parser of the command that ``argv`` names: ``train MODEL`` or ``TOOL``."""
+    current = parser
+    for word in argv[:2]:
+        subs = [a for a in current._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs or word not in subs[0].choices:
+            break
+        current = subs[0].choices[word]
+    return current
 
 
 def print_summary(summary: dict[str, Any]) -> None:
@@ -174,7 +190,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        raise unknown_flag_error(_active_parser(parser, argv), extra)
     if args.command == "train":
         module = importlib.import_module(TRAINERS[args.trainer][0])
         cfg: Any = config_from_namespace(_trainer_config(module), args)

@@ -59,8 +59,10 @@ def load_fashion_mnist(data_dir: Path | None, cache_dir: Path) -> Dataset:
                 f"and the three other IDX files"
             )
         data_dir = found[0]
+    if not data_dir.exists():
+        raise DataError(f"Fashion-MNIST data_dir {data_dir} does not exist")
     if not data_dir.is_dir():
-        raise DataError(f"Fashion-MNIST data_dir {data_dir} does not exist or is not a directory")
+        raise DataError(f"Fashion-MNIST data_dir {data_dir} is a file, not a directory of IDX files")
     paths = {key: _find(data_dir, stem) for key, stem in FILES.items()}
     missing = [f"{FILES[k]}[.gz]" for k, p in paths.items() if p is None]
     if missing:
