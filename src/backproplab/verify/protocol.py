@@ -36,22 +36,6 @@ import numpy as np
 
 from backproplab.errors import ShapeError
 
-#: Layer kinds that have a PyTorch reference (see :mod:`backproplab.verify.references`).
-KINDS = (
-    "linear",
-    "elu",
-    "relu",
-    "tanh",
-    "sigmoid",
-    "softmax",
-    "layernorm",
-    "batchnorm",
-    "dropout",
-    "conv2d",
-    "maxpool2d",
-    "flatten",
-)
-
 #: (torch name, value attribute, gradient attribute) pairs tried on an object without a mapping.
 DEFAULT_PARAM_MAP: tuple[tuple[str, str, str], ...] = (
     ("weight", "W", "dW"),

@@ -15,30 +15,12 @@ flattens it first, as CS231n's ``affine_forward`` does.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn as tnn
 
 from backproplab.verify.protocol import LayerView
-
-#: Layer kinds with a torch reference here.
-REFERENCE_KINDS = (
-    "linear",
-    "elu",
-    "relu",
-    "leaky_relu",
-    "tanh",
-    "sigmoid",
-    "softmax",
-    "layernorm",
-    "batchnorm",
-    "conv2d",
-    "maxpool2d",
-    "flatten",
-)
 
 
 class FlattenLinear(tnn.Module):
@@ -194,8 +176,3 @@ def torch_twin(
             h = m(h)
         mods.append(m)
     return tnn.Sequential(*mods)
-
-
-def as_numpy_dict(named: Any) -> dict[str, np.ndarray]:
-    """``{name: array}`` of a torch module's ``named_parameters()`` (detached copies)."""
-    return {n: p.detach().cpu().numpy().copy() for n, p in named}
