@@ -5,7 +5,7 @@ DATA   ?=
 STAMP_DEMO := $(VENV)/.stamp-demo
 STAMP_TEST := $(VENV)/.stamp-test
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-fast lint bench clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -16,7 +16,7 @@ $(STAMP_DEMO): pyproject.toml | $(PY)
 	touch $@
 
 $(STAMP_TEST): pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e '.[digits,torch,test]'
+	$(PY) -m pip install -q -e '.[digits,torch,test,sweep]'
 	touch $@ $(STAMP_DEMO)
 
 demo: $(STAMP_DEMO)
@@ -28,8 +28,14 @@ lint: $(STAMP_TEST)
 	$(PY) -m mypy
 
 # Two test workers, one BLAS/OpenMP thread each: oversubscribed OpenBLAS threads spin and crawl.
+PYTEST := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadgroup
+
 test: lint
-	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadgroup
+	$(PYTEST)
+
+# The edit-test loop: no lint, no real-data training (realdata) and no slow training runs (slow).
+test-fast: $(STAMP_TEST)
+	$(PYTEST) -m "not realdata and not slow"
 
 bench: $(STAMP_TEST)
 	$(PY) benchmarks/mlp_numpy_vs_torch.py

@@ -6,10 +6,16 @@ model) and the same batch. Every measurement interleaves NumPy and PyTorch repet
 from other processes hits both alike, and reports the median. Ratios are NumPy time / PyTorch
 time (at most 1.0: the NumPy engine is at least as fast).
 
-1. Layers: forward plus backward of each distinct conv and max-pool layer of the ConvNet at its
-   real input shape (batch 32, CIFAR-10 sizes), with a random upstream gradient.
+0. A float32 GEMM (3072 x 3072, NumPy's BLAS) measured in the same run: the machine's limit, against
+   which the achieved GFLOP/s below are reported.
+1. Layers: forward plus backward of each distinct conv, BatchNorm and max-pool layer of the ConvNet
+   at its real input shape (batch 32, CIFAR-10 sizes), with a random upstream gradient, and the
+   Adam step over all parameters; the conv rows name the NumPy algorithm (Winograd or im2col) and
+   give the achieved GFLOP/s of both frameworks (nominal direct-convolution FLOPs / time: Winograd
+   does 2.25x fewer multiplications than it is credited with, as cuDNN's and oneDNN's figures count).
 2. The whole training step at batch 32: forward, cross-entropy, backward, Adam step (lr 1e-4),
-   as ``train convnet-numpy`` and ``train convnet`` do. Target: ratio at most 2.0.
+   as ``train convnet-numpy`` and ``train convnet`` do, with its nominal GFLOP/s. Target: ratio at
+   most 0.9. ``--algorithm im2col`` times the NumPy engine with its plain reference convolutions.
 3. Memory (``--mem_steps``, default 200; 0 skips): each framework runs in a fresh subprocess that
    records its resident set size after building the model and one batch (and resets its peak
    RSS, VmHWM, to it), then trains ``--mem_steps`` steps. "peak" is the increase of the peak RSS
@@ -23,6 +29,7 @@ time (at most 1.0: the NumPy engine is at least as fast).
 4. ``--mlp`` also runs ``benchmarks/mlp_numpy_vs_torch.py`` (the engine's MLP target, ratio <= 1.0).
 
     python benchmarks/conv_numpy_vs_torch.py [--threads 2] [--repeats 7] [--mem_steps 200] [--mlp]
+        [--algorithm auto|im2col|winograd]
 """
 
 from __future__ import annotations
@@ -46,6 +53,9 @@ def parse() -> argparse.Namespace:
     )
     p.add_argument("--skip_layers", action="store_true", help="skip the per-layer timings")
     p.add_argument("--mlp", action="store_true", help="also run benchmarks/mlp_numpy_vs_torch.py")
+    p.add_argument(
+        "--algorithm", default="auto", choices=("auto", "im2col", "winograd"), help="NumPy Conv2d algorithm"
+    )
     p.add_argument("--memory_worker", choices=("numpy", "torch"), help=argparse.SUPPRESS)
     return p.parse_args()
 
@@ -59,12 +69,49 @@ from collections.abc import Callable  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
+from gemm import GEMM_SIZE, gemm_gflops  # noqa: E402
 
 from backproplab import nn  # noqa: E402
+from backproplab.nn.conv import set_conv_algorithm  # noqa: E402
 from backproplab.nn.convnet import ConvNet  # noqa: E402
 
 LR, N_CLASSES, SIDE = 1e-4, 10, 32
-TARGET_STEP_RATIO, TARGET_MEMORY_RATIO = 2.0, 2.0
+TARGET_STEP_RATIO, TARGET_MEMORY_RATIO = 0.9, 2.0
+
+
+def conv_flops(conv: nn.Conv2d, x_shape: tuple[int, ...]) -> float:
+    """Nominal FLOPs of forward + backward of ``conv`` on ``x_shape``: 2 N Ho Wo C_out C_in kH kW per
+    product (forward, dL/dW, and dL/dX unless the layer skips it)."""
+    n, co, ho, wo = conv.output_shape(x_shape)
+    kh, kw = conv.kernel_size
+    one = 2.0 * n * ho * wo * co * conv.in_channels * kh * kw
+    return one * (3 if conv.needs_input_grad else 2)
+
+
+def step_flops(model: ConvNet, x: np.ndarray) -> float:
+    """Nominal FLOPs of one training step: the convolutions and the linear layer (forward and both
+    gradients; element-wise work not counted), found by recording each layer's input shape."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    named = [(k, m) for k, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    originals = {k: m.forward for k, m in named}
+    for k, m in named:
+
+        def record(inp: np.ndarray, k: str = k) -> np.ndarray:
+            shapes[k] = inp.shape
+            return originals[k](inp)
+
+        object.__setattr__(m, "forward", record)
+    with nn.no_grad():
+        model(x)
+    for _, m in named:
+        object.__delattr__(m, "forward")
+    total = 0.0
+    for k, m in named:
+        if isinstance(m, nn.Conv2d):
+            total += conv_flops(m, shapes[k])
+        else:
+            total += 2.0 * shapes[k][0] * m.in_features * m.out_features * (3 if m.needs_input_grad else 2)
+    return total
 
 
 def _status_mib(field: str) -> float:
@@ -122,6 +169,7 @@ def interleaved(fn_a: Callable[[], object], fn_b: Callable[[], object], repeats:
 class NumpyStep:
     def __init__(self, state: dict[str, np.ndarray] | None = None) -> None:
         self.model = ConvNet(3, N_CLASSES, rng=np.random.default_rng(0), input_grad=False)
+        set_conv_algorithm(self.model, ARGS.algorithm)
         if state is not None:
             self.model.load_state_dict(state)
         self.loss_fn = nn.SoftmaxCrossEntropy()
@@ -158,25 +206,29 @@ class TorchStep:
 
 
 # --------------------------------------------------------------------------- layers
-def layer_cases() -> list[tuple[str, Callable[[], object], Callable[[], object]]]:
-    """(label, numpy fwd+bwd, torch fwd+bwd) for each distinct conv and pool layer of the ConvNet."""
+def layer_cases() -> list[tuple[str, str, float, Callable[[], object], Callable[[], object]]]:
+    """(label, NumPy algorithm, nominal FLOPs, numpy fwd+bwd, torch fwd+bwd) for each distinct conv,
+    BatchNorm and pool layer of the ConvNet."""
     import torch
 
     from backproplab.torch_models.convnet import ConvNet as TorchConvNet
 
     tmodel = TorchConvNet(3, N_CLASSES, generator=torch.Generator().manual_seed(0))
     nmodel = ConvNet(3, N_CLASSES, rng=np.random.default_rng(0))
+    set_conv_algorithm(nmodel, ARGS.algorithm)
     nmodel.load_state_dict(tmodel.state_dict())
     rng = np.random.default_rng(1)
     b = ARGS.batch_size
     specs = [  # (label, attribute path, input channels, input side)
         ("conv0 3x3 3->64 @32", "conv0", 3, 32),
+        ("preact1.bn 64 @32", "preact1.bn", 64, 32),
         ("preact1.conv 3x3 64 @32", "preact1.conv", 64, 32),
         ("conv1 1x1 64->128 @32", "conv1", 64, 32),
         ("maxpool1 3/2/1 128 @32", "maxpool1", 128, 32),
         ("preact2.conv 3x3 128 @16", "preact2_a.conv", 128, 16),
         ("conv2 1x1 128->256 @16", "conv2", 128, 16),
         ("maxpool2 3/2/1 256 @16", "maxpool2", 256, 16),
+        ("preact3.bn 256 @8", "preact3_a.bn", 256, 8),
         ("preact3.conv 3x3 256 @8", "preact3_a.conv", 256, 8),
         ("conv3 1x1 256->512 @8", "conv3", 256, 8),
         ("maxpool3 3/2/1 512 @8", "maxpool3", 512, 8),
@@ -186,7 +238,7 @@ def layer_cases() -> list[tuple[str, Callable[[], object], Callable[[], object]]
         ("maxpool5 3/2/1 512 @2", "maxpool5", 512, 2),
     ]
     named_n, named_t = dict(nmodel.named_modules()), dict(tmodel.named_modules())
-    cases: list[tuple[str, Callable[[], object], Callable[[], object]]] = []
+    cases: list[tuple[str, str, float, Callable[[], object], Callable[[], object]]] = []
     for label, path, c, side in specs:
         nm, tm = named_n[path], named_t[path]
         # the NumPy layers get channels-last memory, as inside the ConvNet
@@ -214,8 +266,35 @@ def layer_cases() -> list[tuple[str, Callable[[], object], Callable[[], object]]
             tm.zero_grad()
             tx.grad = None
 
-        cases.append((label, run_numpy, run_torch))
+        algo, flops = "", 0.0
+        if isinstance(nm, nn.Conv2d):
+            algo = "winograd" if nm.uses_winograd(x.shape) else "im2col"
+            flops = conv_flops(nm, x.shape)
+        cases.append((label, algo, flops, run_numpy, run_torch))
+    cases.append(("Adam step (all params)", "", 0.0, *adam_case()))
     return cases
+
+
+def adam_case() -> tuple[Callable[[], object], Callable[[], object]]:
+    """One Adam step over the ConvNet's parameters (random gradients) in each framework."""
+    import torch
+
+    nstep, tstep = NumpyStep(), TorchStep()
+    rng = np.random.default_rng(2)
+    grads = [rng.normal(size=p.shape).astype(np.float32) for p in nstep.model.parameters()]
+    tgrads = [torch.from_numpy(g.copy()) for g in grads]
+
+    def run_numpy() -> None:
+        for p, g in zip(nstep.model.parameters(), grads, strict=True):
+            p.grad = g
+        nstep.opt.step()
+
+    def run_torch() -> None:
+        for p, g in zip(tstep.model.parameters(), tgrads, strict=True):
+            p.grad = g
+        tstep.opt.step()
+
+    return run_numpy, run_torch
 
 
 # --------------------------------------------------------------------------- memory
@@ -261,6 +340,7 @@ def memory_worker(kind: str) -> None:
 def run_memory_worker(kind: str) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--memory_worker", kind, "--threads", str(ARGS.threads)]
     cmd += ["--batch_size", str(ARGS.batch_size), "--mem_steps", str(ARGS.mem_steps)]
+    cmd += ["--algorithm", ARGS.algorithm]
     out = subprocess.run(
         cmd, check=True, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
     )
@@ -283,18 +363,31 @@ def main() -> int:
         f"numpy {np.__version__}, torch {torch.__version__}, batch {ARGS.batch_size}, "
         f"median of {ARGS.repeats} interleaved runs"
     )
+    gemm = gemm_gflops()
+    print(
+        f"float32 GEMM {GEMM_SIZE}x{GEMM_SIZE} (NumPy's BLAS): {gemm:.0f} GFLOP/s  (conv algorithm: {ARGS.algorithm})"
+    )
     if not ARGS.skip_layers:
-        print(f"\n{'layer (forward + backward)':<28}{'numpy ms':>10}{'torch ms':>10}{'ratio':>8}")
-        for label, run_numpy, run_torch in layer_cases():
+        print(
+            f"\n{'layer (forward + backward)':<28}{'numpy':>9}{'numpy ms':>10}{'torch ms':>10}{'ratio':>7}"
+            f"{'np GFLOP/s':>12}{'th GFLOP/s':>12}"
+        )
+        for label, algo, flops, run_numpy, run_torch in layer_cases():
             tn, tt = interleaved(run_numpy, run_torch, ARGS.repeats)
-            print(f"{label:<28}{tn * 1e3:>10.1f}{tt * 1e3:>10.1f}{tn / tt:>8.2f}")
+            rates = f"{flops / tn / 1e9:>12.0f}{flops / tt / 1e9:>12.0f}" if flops else ""
+            print(f"{label:<28}{algo:>9}{tn * 1e3:>10.1f}{tt * 1e3:>10.1f}{tn / tt:>7.2f}{rates}")
     tstep = TorchStep()
     nstep = NumpyStep({k: v.numpy() for k, v in tstep.model.state_dict().items()})
+    flops = step_flops(nstep.model, nstep.x)
     tn, tt = interleaved(nstep, tstep, ARGS.repeats)
     ok = tn / tt <= TARGET_STEP_RATIO
     print(
-        f"\nwhole ConvNet training step (batch {ARGS.batch_size}, Adam): "
+        f"\nwhole ConvNet training step (batch {ARGS.batch_size}, Adam, {flops / 1e9:.1f} nominal GFLOP): "
         f"numpy {tn * 1e3:.0f} ms, torch {tt * 1e3:.0f} ms"
+    )
+    print(
+        f"  numpy {flops / tn / 1e9:.0f} GFLOP/s, torch {flops / tt / 1e9:.0f} GFLOP/s "
+        f"(GEMM {gemm:.0f}: numpy at {flops / tn / 1e9 / gemm:.0%} of it)"
     )
     print(f"  ratio {tn / tt:.2f} (target <= {TARGET_STEP_RATIO}: {'met' if ok else 'NOT met'})")
     if ARGS.mem_steps > 0:

@@ -13,9 +13,6 @@ from torch import nn
 from backproplab.errors import ShapeError
 from backproplab.torch_models import ConvNet, PreActBlock
 
-GRADCHECK_EPS = 1e-6
-GRADCHECK_ATOL = 1e-6
-GRADCHECK_RTOL = 1e-4
 FLOAT32_ATOL = 1e-5
 FLOAT32_RTOL = 1e-5
 
@@ -85,16 +82,6 @@ def test_preact_block_is_x_plus_conv_relu_bn() -> None:
     torch.testing.assert_close(block(x), want, atol=FLOAT32_ATOL, rtol=FLOAT32_RTOL)
 
 
-def test_preact_block_gradients_pass_gradcheck_in_float64() -> None:
-    g = torch.Generator().manual_seed(1)
-    block = PreActBlock(2).double()
-    with torch.no_grad():
-        for p in block.parameters():
-            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
-    x = torch.randn(2, 2, 4, 4, generator=g, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(block, (x,), eps=GRADCHECK_EPS, atol=GRADCHECK_ATOL, rtol=GRADCHECK_RTOL)
-
-
 @pytest.mark.parametrize(("channels", "side"), [(3, 32), (1, 28), (1, 8), (3, 5)])
 def test_logits_shape_for_every_side_up_to_32(channels: int, side: int) -> None:
     m = ConvNet(channels, 7)
@@ -105,7 +92,6 @@ def test_forward_and_backward_on_a_small_batch() -> None:
     g = torch.Generator().manual_seed(2)
     m = ConvNet(generator=g)
     x = torch.randn(3, 3, 32, 32, generator=g)
-    y = torch.tensor([1, 4, 9])
     logits = m(x)
     assert logits.shape == (3, 10) and torch.isfinite(logits).all()
     upstream = torch.randn(3, 10, generator=g)
@@ -113,20 +99,6 @@ def test_forward_and_backward_on_a_small_batch() -> None:
     for name, p in m.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
         assert p.grad.abs().sum() > 0, f"{name} got a zero gradient"
-    # The logits' gradient reaches the first layer: compare one input gradient with a finite difference.
-    m.zero_grad()
-    xg = x.clone().requires_grad_()
-    m.eval()  # fixed BN statistics so that the function of x is the same on both sides
-    loss = F.cross_entropy(m(xg), y)
-    loss.backward()
-    assert xg.grad is not None
-    step = 1e-2
-    with torch.no_grad():
-        xp, xm = x.clone(), x.clone()
-        xp[0, 1, 5, 7] += step
-        xm[0, 1, 5, 7] -= step
-        numeric = (F.cross_entropy(m(xp), y) - F.cross_entropy(m(xm), y)) / (2 * step)
-    torch.testing.assert_close(xg.grad[0, 1, 5, 7], numeric, atol=1e-4, rtol=5e-2)
 
 
 def test_init_is_pytorchs_default_and_reproducible_from_the_generator() -> None:

@@ -118,10 +118,11 @@ def test_function_passes_gradcheck_in_float64() -> None:
     )
 
 
-@pytest.mark.parametrize("cls", MODULES)
-def test_modules_pass_gradcheck_in_float64(cls: type[torch.nn.Module]) -> None:
+def test_module_passes_gradcheck_in_float64() -> None:
+    """The module on the hand-derived Function (AutogradLayerNorm's backward is autograd's own: gradcheck
+    would test PyTorch, not this project)."""
     x, gamma, beta, _ = random_problem((3,), (2, 5), torch.float64, seed=3)
-    m = cls((2, 5)).double()
+    m = LayerNorm((2, 5)).double()
     with torch.no_grad():
         m.weight.copy_(gamma)
         m.bias.copy_(beta)

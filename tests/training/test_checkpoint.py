@@ -43,7 +43,7 @@ def fake_data(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def train_args(out: Path, *extra: str) -> list[str]:
     return ["train", "mlp-torch", "--dnn_hidden_units", "16", "--batch_size", "20", "--eval_freq", "10",
-            "--optimizer", "adam", "--learning_rate", "3e-3", "--batchnorm", "--lr_step_size", "7",
+            "--optimizer", "adam", "--learning_rate", "3e-3", "--batchnorm", "--lr_schedule", "step", "--lr_step_size", "7",
             "--lr_gamma", "0.5", "--device", "cpu", "--out", str(out), *extra]  # fmt: skip
 
 

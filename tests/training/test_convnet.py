@@ -15,6 +15,7 @@ import pytest
 import torch
 from template_data import template_dataset
 
+from backproplab import nn
 from backproplab.cli.dataclass_args import config_from_namespace
 from backproplab.cli.main import build_parser, main
 from backproplab.data import Dataset
@@ -26,7 +27,7 @@ from backproplab.training import convnet
 from backproplab.training.augment import random_crop_flip
 from backproplab.training.checkpoint import load_checkpoint
 from backproplab.training.interrupt import InterruptFlag
-from backproplab.training.lr_schedules import build_scheduler
+from backproplab.training.lr_schedules import numpy_scheduler, torch_scheduler
 from backproplab.training.torch_device import select_device
 from backproplab.training.torch_task import TorchTrainTask
 
@@ -269,16 +270,46 @@ def test_schedules() -> None:
     assert one(0) == pytest.approx(ONECYCLE_START) and one(25) == pytest.approx(1.0)
     assert one(100) == 0.0 and one(62) == pytest.approx((100 - 62) / 75)
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.2)
-    assert build_scheduler(opt, "constant") is None
-    sched = build_scheduler(opt, "cosine", total_steps=10)
+    assert torch_scheduler(opt, convnet.ConvNetConfig()) is None
+    sched = torch_scheduler(opt, convnet.ConvNetConfig(lr_schedule="cosine", max_steps=10))
     assert sched is not None and opt.param_groups[0]["lr"] == pytest.approx(0.2)
     for _ in range(5):
         opt.step()
         sched.step()
     assert opt.param_groups[0]["lr"] == pytest.approx(0.1)
     assert sched.state_dict()["lr_lambdas"] == [{"kind": "cosine", "total_steps": 10}]
-    with pytest.raises(ConfigError, match="--lr_step_size"):
-        build_scheduler(opt, "step")
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--lr_schedule", "step"], "--lr_schedule step needs --lr_step_size N"),
+        (["--lr_step_size", "5"], "--lr_step_size applies to --lr_schedule step, not constant"),
+        (["--momentum", "0.9"], "--momentum and --nesterov apply to --optimizer sgd only"),
+        (["--optimizer", "sgd", "--nesterov"], "--nesterov needs a --momentum above 0"),
+    ],
+)
+def test_schedule_and_momentum_flags_are_checked_before_the_run(
+    flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", "convnet", *flags]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_step_schedule_is_the_same_on_both_engines() -> None:
+    cfg = convnet.ConvNetConfig(lr_schedule="step", lr_step_size=3, lr_gamma=0.5, optimizer="sgd")
+    topt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.2)
+    nopt = nn.optim.SGD([nn.Parameter(np.zeros(1, dtype=np.float32))], lr=0.2)
+    tsched, nsched = torch_scheduler(topt, cfg), numpy_scheduler(nopt, cfg)
+    assert tsched is not None and nsched is not None
+    lrs = []
+    for _ in range(7):
+        lrs.append((topt.param_groups[0]["lr"], nopt.lr))
+        topt.step()
+        tsched.step()
+        nsched.step()
+    assert [t for t, _ in lrs] == pytest.approx([0.2, 0.2, 0.2, 0.1, 0.1, 0.1, 0.05])
+    assert [n for _, n in lrs] == pytest.approx([t for t, _ in lrs])
 
 
 def test_extending_a_scheduled_run_keeps_its_schedule(tmp_path: Path) -> None:

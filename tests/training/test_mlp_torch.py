@@ -30,7 +30,7 @@ FLOAT32_RTOL = 1e-4
 CIFAR_DEFAULT_MIN_ACC = 0.45  # the target; the NumPy twin measured about 0.47 on the JPEG copy
 CIFAR_RECIPE_MIN_ACC = 0.52  # the report's best recipe; the report measured 0.56 on the original data
 BEST_RECIPE = ["--dnn_hidden_units", "200,200,150,100,100", "--better_init", "--optimizer", "adam",
-               "--lr_step_size", "500", "--lr_gamma", "0.5", "--max_steps", "4000"]  # fmt: skip
+               "--lr_schedule", "step", "--lr_step_size", "500", "--lr_gamma", "0.5", "--max_steps", "4000"]  # fmt: skip
 
 
 def synthetic_dataset() -> Dataset:
@@ -67,12 +67,16 @@ def test_flags_and_defaults_are_mlp_numpys_plus_the_knobs() -> None:
     extra = {k: v for k, v in torch_fields.items() if k not in numpy_fields}
     assert extra == {
         "better_init": False,
+        "momentum": 0.0,
+        "nesterov": False,
+        "weight_decay": 0.0,
+        "lr_schedule": "constant",
+        "schedule_steps": None,
         "lr_step_size": None,
         "lr_gamma": 0.1,
         "batchnorm": False,
-        "weight_decay": 0.0,
         "device": "auto",
-    }  # fmt: skip  (--resume is common to both now)
+    }  # fmt: skip  (--resume is common to both now; the optimizer flags are every trainer's)
     assert issubclass(mlp_torch.MLPTorchConfig, MLPConfig)
     args = build_parser(["train", "mlp-torch"]).parse_args(
         ["train", "mlp-torch", *BEST_RECIPE, "--activation", "relu"]
@@ -92,7 +96,11 @@ def test_bad_flags_are_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "mlp-torch", "--better_init", "--init", "kaiming"]) == 2
     assert "--better_init sets --init torch; it conflicts with --init kaiming" in capsys.readouterr().err
     for flags, msg in [
-        (["--lr_step_size", "0"], "--lr_step_size must be a positive integer, got 0"),
+        (
+            ["--lr_schedule", "step", "--lr_step_size", "0"],
+            "--lr_step_size must be a positive integer, got 0",
+        ),
+        (["--lr_step_size", "10"], "--lr_step_size applies to --lr_schedule step, not constant"),
         (["--lr_gamma", "0"], "--lr_gamma must be positive"),
         (["--weight_decay", "-1"], "--weight_decay must be >= 0"),
     ]:
@@ -245,7 +253,7 @@ def test_model_npz_loads_into_the_numpy_mlp_and_gives_the_same_accuracy(
 
 def test_step_lr_halves_the_rate_every_step_size(tmp_path: Path, fake_data: None) -> None:
     out = tmp_path / "run"
-    code = main(["train", "mlp-torch", "--max_steps", "40", "--eval_freq", "5", "--lr_step_size", "10",
+    code = main(["train", "mlp-torch", "--max_steps", "40", "--eval_freq", "5", "--lr_schedule", "step", "--lr_step_size", "10",
                  "--lr_gamma", "0.5", "--device", "cpu", "--out", str(out)])  # fmt: skip
     assert code == 0
     lrs = {r["step"]: r["lr"] for r in metrics(out) if "lr" in r}

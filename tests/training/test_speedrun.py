@@ -29,17 +29,19 @@ from backproplab.training.speedrun import (
     SpeedrunConfig,
     augmented_epoch,
     averaging_decay,
+    eval_due,
     flip_mask,
     lr_factor,
     make_optimizer,
     tta_logits,
 )
+from backproplab.training.torch_device import select_device
 
 COV_TOL = 2e-3  # |cov(whitened patches) - expected| in float32 convs over ~10^5 patches
 EXACT_TOL = 1e-6  # float32 arithmetic that should be exact up to rounding
-# a net that trains in ~0.1 s/epoch; lr 4 at batch 64 is a batch-mean lr of 0.25 (the default 1.5 is for
+# a net that trains in ~0.1 s/epoch; --learning_rate 4 at batch 64 is a batch-mean lr of 0.25 (the default 1.5 is for
 # batch 1024 and 50000 images, too slow for 4 steps per epoch)
-SMALL = ("--device", "cpu", "--widths", "16,32,32", "--batch_size", "64", "--lr", "4")
+SMALL = ("--device", "cpu", "--widths", "16,32,32", "--batch_size", "64", "--learning_rate", "4")
 
 
 def synthetic_dataset(n_train: int, n_test: int, num_classes: int, seed: int) -> Dataset:
@@ -257,7 +259,7 @@ def test_lookahead_update_is_a_lerp_then_reset() -> None:
 
 
 def test_weight_decay_flag_is_the_fraction_removed_per_step_at_peak_lr_and_batch_1024() -> None:
-    cfg = SpeedrunConfig(momentum=0.0, weight_decay=0.01, batch_size=128, lr=0.7, bias_lr_scale=64)
+    cfg = SpeedrunConfig(momentum=0.0, weight_decay=0.01, batch_size=128, learning_rate=0.7, bias_lr_scale=64)
     net = SpeedrunNet(3, 10, (8,))
     net.reset_parameters(torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -308,7 +310,7 @@ def test_tta_weights_views_half_quarter_quarter() -> None:
 def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("speedrun") / "two"
     with patched_data():
-        code, stdout, _ = run_cli(*SMALL, "--epochs", "12", "--runs", "2", "--out", str(out))
+        code, stdout, _ = run_cli(*SMALL, "--max_steps", "48", "--runs", "2", "--out", str(out))
     assert code == 0
     return out, stdout
 
@@ -333,7 +335,7 @@ def test_two_runs_print_mean_and_std(two_runs: tuple[Path, str]) -> None:
 def test_run_directory_files(two_runs: tuple[Path, str]) -> None:
     out, _ = two_runs
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["trainer"] == "speedrun" and cfg["runs"] == 2 and cfg["epochs"] == 12
+    assert cfg["trainer"] == "speedrun" and cfg["runs"] == 2 and cfg["max_steps"] == 48
     assert cfg["resolved_device"] == "cpu" and cfg["resolved_dtype"] == "float32"
     records = read_records(out)
     for run in (1, 2):
@@ -367,7 +369,7 @@ def test_loss_goes_down_and_the_net_learns(two_runs: tuple[Path, str]) -> None:
 def test_same_seed_same_numbers(two_runs: tuple[Path, str], tmp_path: Path) -> None:
     out, _ = two_runs
     with patched_data():
-        code, _, _ = run_cli(*SMALL, "--epochs", "12", "--runs", "1", "--out", str(tmp_path / "again"))
+        code, _, _ = run_cli(*SMALL, "--max_steps", "48", "--runs", "1", "--out", str(tmp_path / "again"))
     assert code == 0
     first = [r for r in read_records(out) if r["run"] == 1]
     again = read_records(tmp_path / "again")
@@ -378,7 +380,7 @@ def test_same_seed_same_numbers(two_runs: tuple[Path, str], tmp_path: Path) -> N
 def test_target_acc_stops_when_reached(tmp_path: Path) -> None:
     out = tmp_path / "target"
     with patched_data(num_classes=2):
-        code, stdout, _ = run_cli(*SMALL, "--epochs", "30", "--target_acc", "0.95", "--out", str(out))
+        code, stdout, _ = run_cli(*SMALL, "--max_steps", "120", "--target_acc", "0.95", "--out", str(out))
     assert code == 0
     recs = read_records(out)
     evals = [r["test_acc"] for r in recs]
@@ -395,7 +397,7 @@ def test_target_acc_stops_when_reached(tmp_path: Path) -> None:
 def test_whitening_bias_frozen_from_the_start_stays_zero(tmp_path: Path) -> None:
     with patched_data():
         code, _, _ = run_cli(
-            *SMALL, "--epochs", "2", "--whiten_bias_epochs", "0", "--out", str(tmp_path / "r")
+            *SMALL, "--max_steps", "8", "--whiten_bias_epochs", "0", "--out", str(tmp_path / "r")
         )
     assert code == 0
     state = torch.load(tmp_path / "r" / "model.pt", weights_only=True)
@@ -406,10 +408,12 @@ def test_whitening_bias_frozen_from_the_start_stays_zero(tmp_path: Path) -> None
 def test_non_finite_loss_stops_with_a_message_and_keeps_the_metrics(tmp_path: Path) -> None:
     out = tmp_path / "nan"
     with patched_data():  # lr 1e35: the first step overflows float32 logits
-        code, _, err = run_cli(*SMALL, "--lr", "1e35", "--epochs", "3", "--runs", "2", "--out", str(out))
+        code, _, err = run_cli(
+            *SMALL, "--learning_rate", "1e35", "--max_steps", "12", "--runs", "2", "--out", str(out)
+        )
     assert code == 3  # EXIT_DIVERGED
     assert err.startswith(
-        "error: run 1: training loss became nan in epoch 1 (step 4); likely cause: --lr 1e+35"
+        "error: run 1: training loss became nan in epoch 1 (step 4); likely cause: --learning_rate 1e+35"
     )
     assert f"metrics so far kept in {out}" in err
     assert read_records(out)[0]["train_loss"] == "nan"
@@ -428,7 +432,7 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_metrics(tmp_path: Pa
         ),
         (("--momentum", "1.0"), "--momentum must be in [0, 1), got 1.0"),
         (("--target_acc", "1.5"), "--target_acc must be in (0, 1], got 1.5"),
-        (("--dtype", "fp16"), "--dtype fp16 needs --device cuda"),
+        (("--amp", "fp16"), "--amp fp16 needs --device cuda"),
     ],
 )
 def test_bad_flags_are_one_line_errors(args: tuple[str, ...], message: str, tmp_path: Path) -> None:
@@ -440,8 +444,8 @@ def test_bad_flags_are_one_line_errors(args: tuple[str, ...], message: str, tmp_
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without a GPU")
 def test_cuda_without_gpu_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="--device cuda was asked for but PyTorch sees no CUDA GPU"):
-        SpeedrunConfig(device="cuda").resolve_device()
+    with pytest.raises(ConfigError, match="--device cuda was asked for but no CUDA device is available"):
+        select_device(SpeedrunConfig(device="cuda").device)
 
 
 def test_unknown_flag_is_an_error() -> None:
@@ -449,3 +453,28 @@ def test_unknown_flag_is_an_error() -> None:
     with contextlib.redirect_stderr(err):
         assert main(["train", "speedrun", "--no_such_flag", "1"]) == 2
     assert "unknown flag --no_such_flag" in err.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [("--lr", "--learning_rate"), ("--n_train", "--train_subset"), ("--eval_every", "--eval_freq")],
+)
+def test_old_spellings_are_refused_with_the_shared_name(old: str, new: str) -> None:
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main(["train", "speedrun", old, "1"]) == 2
+    assert f"unknown flag {old}; did you mean {new}?" in err.getvalue()
+
+
+def test_eval_freq_evaluates_at_the_end_of_the_epoch_that_passes_a_multiple() -> None:
+    # epochs of 4 steps, --eval_freq 6: the epochs ending at steps 8 (passes 6) and 12 (passes 12)
+    assert [eval_due(s, s - 4, 6, False) for s in (4, 8, 12, 16, 20, 24)] == [
+        False, True, True, False, True, True
+    ]  # fmt: skip
+    assert not any(eval_due(s, s - 4, 0, False) for s in (4, 8, 12))  # 0: the final evaluation only
+    assert all(eval_due(s, s - 4, 0, True) for s in (4, 8, 12))  # --target_acc: every epoch
+
+
+def test_the_recipe_is_9_9_epochs_of_cifar10_with_the_shared_seed() -> None:
+    cfg = SpeedrunConfig()
+    assert cfg.max_steps == math.ceil(9.9 * (50_000 // 1024)) and cfg.seed == 42

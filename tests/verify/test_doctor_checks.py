@@ -13,9 +13,10 @@ import torch
 
 from backproplab import nn
 from backproplab.cli.main import main
+from backproplab.instrument.layer_stats import LayerStats
 from backproplab.torch_models import TorchMLP
 from backproplab.verify import doctor as D
-from backproplab.verify.layer_stats import LayerStats
+from backproplab.verify.doctor_figure import _bars
 
 N_IN, WIDTH, N_CLASSES, BATCH = 24, 32, 5, 32
 
@@ -253,9 +254,9 @@ def test_figure_panels_show_zero_as_zero_none_as_none_and_log_only_across_decade
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3)
-    D._bars(axes[0], ["a", "b", "c"], [1e-2, 0.0, 1e-9], "t")
-    D._bars(axes[1], [], [], "t")
-    D._bars(axes[2], ["a", "b"], [0.4, 0.5], "t")
+    _bars(axes[0], ["a", "b", "c"], [1e-2, 0.0, 1e-9], "t")
+    _bars(axes[1], [], [], "t")
+    _bars(axes[2], ["a", "b"], [0.4, 0.5], "t")
     texts = [[t.get_text() for t in ax.texts] for ax in axes]
     plt.close(fig)
     assert texts[0] == ["0"] and axes[0].get_yscale() == "log"

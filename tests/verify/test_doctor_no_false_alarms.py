@@ -14,6 +14,7 @@ import torch
 from backproplab import nn
 from backproplab.cli.doctor import DoctorConfig
 from backproplab.verify import doctor as D
+from backproplab.verify import doctor_checks
 
 N_IN, WIDTH, N_CLASSES = 24, 64, 5
 
@@ -101,7 +102,7 @@ def test_torch_dropout_model_passes_the_batch_scaling_check() -> None:
 
 def test_every_flag_a_fix_names_exists_with_that_value() -> None:
     """``--flag value`` in a fix must be a doctor flag, and value one of its choices when it has some."""
-    source = Path(D.__file__).read_text()
+    source = Path(doctor_checks.__file__).read_text()  # the checks, whose fixes name the flags
     fields = {f.name: f for f in dataclasses.fields(DoctorConfig)}
     named = re.findall(r"--([a-z_]+)(?: ([a-z][a-z0-9_]*))?", source)
     assert named, "the fixes name flags"

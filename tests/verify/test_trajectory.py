@@ -12,6 +12,7 @@ import torch
 from parity_planted_bugs import N_IN, WIDTH, batch, mlp_modules
 
 from backproplab import nn
+from backproplab.errors import ConfigError
 from backproplab.verify.parity import compare_trajectories as from_parity
 from backproplab.verify.trajectory import (
     ModuleSide,
@@ -19,6 +20,7 @@ from backproplab.verify.trajectory import (
     TorchSide,
     compare_trajectories,
     run_trajectory,
+    update_rule,
 )
 from backproplab.verify.twin import build_twin
 
@@ -55,10 +57,16 @@ def test_optimizer_spec_describe_and_builders() -> None:
     )
     t = spec.torch([torch.nn.Parameter(torch.zeros(2))])
     assert t.defaults["momentum"] == 0.5 and t.defaults["dampening"] == 0.1
-    with pytest.raises(ValueError, match="'sgd' or 'adam'"):
+    with pytest.raises(
+        ConfigError, match=r"optimizer must be one of \('sgd', 'adam', 'adamw'\), got 'rmsprop'"
+    ):
         OptimizerSpec("rmsprop")
-    with pytest.raises(ValueError, match="Nesterov"):
+    with pytest.raises(ConfigError, match="--nesterov needs a --momentum above 0"):
         OptimizerSpec("sgd", nesterov=True)
+    with pytest.raises(ConfigError, match="the NumPy engine has no 'adamw' optimizer"):
+        OptimizerSpec("adamw").numpy([])
+    with pytest.raises(ValueError, match="no reference update rule for AdamW"):
+        update_rule(OptimizerSpec("adamw"))
 
 
 @pytest.mark.parametrize("spec", SGD_SETTINGS + ADAM_SETTINGS, ids=lambda s: s.describe())

@@ -13,6 +13,7 @@ import argparse
 from dataclasses import dataclass, field
 
 from backproplab.cli.dataclass_args import add_dataclass_args, config_from_namespace
+from backproplab.utils.table import format_table
 from backproplab.verify.check import FAIL, PASS, STATUSES, WARN, CheckReport
 
 
@@ -37,14 +38,9 @@ def format_report(report: CheckReport) -> str:
     """The table: one line per check, the user's file:line under a FAIL or WARN that has one."""
     header = ("module", "check", "status", "detail")
     rows = [(r.module, r.check, r.status, r.detail) for r in report.rows]
-    widths = [max([len(h), *(len(row[k]) for row in rows)]) for k, h in enumerate(header[:3])]
+    notes = {k: f"at {r.where}" for k, r in enumerate(report.rows) if r.status != PASS and r.where}
     lines = [f"checked {report.path}: found {', '.join(report.found) or 'nothing'}", ""]
-    lines.append("  ".join(h.ljust(w) for h, w in zip(header[:3], widths, strict=True)) + "  " + header[3])
-    lines.append("-" * (sum(widths) + 6 + len(header[3])))
-    for r, row in zip(report.rows, rows, strict=True):
-        lines.append("  ".join(v.ljust(w) for v, w in zip(row[:3], widths, strict=True)) + "  " + row[3])
-        if r.status != PASS and r.where:
-            lines.append(f"{'':{widths[0]}}  at {r.where}")
+    lines += format_table(header, rows, notes=notes)
     counts = ", ".join(f"{report.count(s)} {s}" for s in STATUSES)
     lines += ["", f"{len(report.rows)} checks: {counts}"]
     lines.append(

@@ -92,6 +92,20 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"error: {self.prog}: {message}\n")
 
 
+#: Spellings that other tools (and this project's speedrun, before it shared the trainers' names) use
+#: for a flag of ours: an unknown flag that is one of them is pointed to our name first.
+OTHER_SPELLINGS = {
+    "lr": "learning_rate",
+    "epochs": "max_steps",
+    "steps": "max_steps",
+    "eval_every": "eval_freq",
+    "n_train": "train_subset",
+    "n_test": "test_subset",
+    "dtype": "amp",
+    "hidden": "dnn_hidden_units",
+}
+
+
 def unknown_flag_error(parser: argparse.ArgumentParser, extra: list[str]) -> ConfigError:
     """The one-line error for arguments ``parser`` does not know, with the closest flag it has."""
     import difflib
@@ -106,7 +120,18 @@ def unknown_flag_error(parser: argparse.ArgumentParser, extra: list[str]) -> Con
     given = first.split("=", 1)[0]
     stem = given.lstrip("-").replace("-", "_")
     # --lr for --learning_rate (initials), --learn for --learning_rate (a prefix), then spelling
-    close = [f for f in flags if "".join(w[:1] for w in f[2:].split("_")) == stem or f[2:].startswith(stem)]
+    close = [f"--{OTHER_SPELLINGS[stem]}"] if f"--{OTHER_SPELLINGS.get(stem)}" in flags else []
+    close += [f for f in flags if "".join(w[:1] for w in f[2:].split("_")) == stem or f[2:].startswith(stem)]
     close = close[:1] or difflib.get_close_matches(given, flags, n=1, cutoff=0.5)
     hint = f"; did you mean {close[0]}?" if close else f" (see {parser.prog} --help)"
     return ConfigError(f"{parser.prog}: unknown flag {first}{hint}")
+
+
+def field_like(cls: type, name: str, **overrides: Any) -> Any:
+    """A dataclass field with the default and help of the field ``name`` of the dataclass ``cls``
+    (``default=`` and metadata entries may be overridden): a tool that takes a trainer's flag
+    declares it once, with the trainer's meaning."""
+    f = {f.name: f for f in dataclasses.fields(cls)}[name]
+    return dataclasses.field(
+        default=overrides.pop("default", f.default), metadata={**f.metadata, **overrides}
+    )

@@ -19,14 +19,14 @@ import argparse
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-from backproplab.cli.dataclass_args import add_dataclass_args, config_from_namespace
-from backproplab.cli.parity import mlp_data, mlp_field
+from backproplab.cli.dataclass_args import add_dataclass_args, config_from_namespace, field_like
 from backproplab.errors import ConfigError
-from backproplab.training.mlp_config import DATASETS, MLPFlagsMixin
+from backproplab.training.mlp_config import DATASETS, MLPConfig, MLPFlagsMixin
+from backproplab.training.optimizers import OptimizerSpec
+from backproplab.training.sample_batch import sample_batch
 from backproplab.verify import doctor as D
 
 MODELS = ("mlp-numpy", "mlp-torch")
@@ -39,14 +39,14 @@ class DoctorConfig(MLPFlagsMixin):
     model: str = field(
         default="mlp-numpy", metadata={"help": "which implementation to examine", "choices": MODELS}
     )
-    dnn_hidden_units: str = mlp_field("dnn_hidden_units")
-    loss_reduction: str = mlp_field("loss_reduction")
-    batch_size: int = mlp_field("batch_size")
-    learning_rate: float = mlp_field("learning_rate")
-    optimizer: str = mlp_field("optimizer")
-    init: str = mlp_field("init")
-    activation: str = mlp_field("activation")
-    seed: int = mlp_field("seed")
+    dnn_hidden_units: str = field_like(MLPConfig, "dnn_hidden_units")
+    loss_reduction: str = field_like(MLPConfig, "loss_reduction")
+    batch_size: int = field_like(MLPConfig, "batch_size")
+    learning_rate: float = field_like(MLPConfig, "learning_rate")
+    optimizer: str = field_like(MLPConfig, "optimizer")
+    init: str = field_like(MLPConfig, "init")
+    activation: str = field_like(MLPConfig, "activation")
+    seed: int = field_like(MLPConfig, "seed")
     overfit_steps: int = field(
         default=D.OVERFIT_STEPS, metadata={"help": "steps of the overfit-one-batch check"}
     )
@@ -60,8 +60,8 @@ class DoctorConfig(MLPFlagsMixin):
         default=None,
         metadata={"help": "real data set; default: synthetic data of CIFAR-10's shape", "choices": DATASETS},
     )
-    data_dir: str | None = mlp_field("data_dir")
-    preprocess: str = mlp_field("preprocess")
+    data_dir: str | None = field_like(MLPConfig, "data_dir")
+    preprocess: str = field_like(MLPConfig, "preprocess")
     plot: str | None = field(
         default=None, metadata={"help": "picture of the per-layer statistics (default <out>/doctor.png)"}
     )
@@ -81,6 +81,7 @@ def build_backend(
     cfg: DoctorConfig, n_features: int, num_classes: int, rng: np.random.Generator
 ) -> D.Backend:
     """The configured model, loss and optimizer, NumPy or PyTorch."""
+    spec = OptimizerSpec(cfg.optimizer, lr=cfg.learning_rate)
     if cfg.model == "mlp-numpy":
         from backproplab import nn
 
@@ -93,12 +94,7 @@ def build_backend(
             rng=rng,
             input_grad=False,
         )
-        lr = cfg.learning_rate
-
-        def make_np(params: list[Any]) -> Any:
-            return nn.optim.SGD(params, lr=lr) if cfg.optimizer == "sgd" else nn.optim.Adam(params, lr=lr)
-
-        return D.NumpyBackend(model, nn.SoftmaxCrossEntropy(cfg.loss_reduction), make_np)
+        return D.NumpyBackend(model, nn.SoftmaxCrossEntropy(cfg.loss_reduction), spec.numpy)
     import torch
 
     from backproplab.torch_models import TorchMLP
@@ -113,18 +109,14 @@ def build_backend(
         generator=gen,
     )
 
-    def make_t(params: list[Any]) -> Any:
-        lr = cfg.learning_rate
-        return torch.optim.SGD(params, lr=lr) if cfg.optimizer == "sgd" else torch.optim.Adam(params, lr=lr)
-
-    return D.TorchBackend(tmodel, torch.nn.CrossEntropyLoss(reduction=cfg.loss_reduction), make_t)
+    return D.TorchBackend(tmodel, torch.nn.CrossEntropyLoss(reduction=cfg.loss_reduction), spec.torch)
 
 
 def run_doctor(cfg: DoctorConfig) -> tuple[D.DoctorReport, str]:
     """Build, optionally warm up, and diagnose the configured model; return (report, data description)."""
     rng = np.random.default_rng(cfg.seed)
     n = max(cfg.batch_size, cfg.overfit_batch) * (4 if cfg.warmup_steps else 1)
-    x, y, num_classes, desc = mlp_data(cfg.dataset, cfg.data_dir, cfg.preprocess, n, rng)
+    x, y, num_classes, desc = sample_batch(cfg.dataset, cfg.data_dir, cfg.preprocess, n, rng)
     backend = build_backend(cfg, x.shape[1], num_classes, rng)
     b = min(cfg.batch_size, len(x))
     for _ in range(cfg.warmup_steps):

@@ -64,6 +64,7 @@ TOOLS: dict[str, tuple[str, str]] = {
         "backproplab.cli.doctor",
         "check an MLP for the usual reasons it will not learn (PASS/WARN/FAIL)",
     ),
+    "sweep": ("backproplab.cli.sweep", "search a trainer's flags on Ray Tune (SWEEP.toml); see sweeps/"),
 }
 
 

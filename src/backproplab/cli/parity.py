@@ -1,6 +1,6 @@
 """``backproplab parity``: a NumPy model against its PyTorch twin, layer by layer and over training.
 
-Builds the practical's NumPy MLP from the usual flags (or, with ``--model convnet``, the NumPy
+Builds the practical's NumPy MLP from the usual flags (or, with ``--model convnet-numpy``, the NumPy
 PreAct ConvNet), its torch twin with the same weights, and
 prints the per-layer parity table (forward outputs, input gradients, parameter gradients), the
 first layer that diverges with a likely cause, and the step-by-step comparison of ``--steps``
@@ -23,23 +23,20 @@ from typing import Any
 
 import numpy as np
 
-from backproplab.cli.dataclass_args import add_dataclass_args, config_from_namespace
+from backproplab.cli.dataclass_args import add_dataclass_args, config_from_namespace, field_like
 from backproplab.errors import ConfigError
+from backproplab.training.config_checks import check_fraction, check_non_negative
 from backproplab.training.mlp_config import DATASETS, MLPConfig, MLPFlagsMixin
+from backproplab.training.optimizers import OptimizerSpec
+from backproplab.training.sample_batch import sample_batch
 
 #: Synthetic data: CIFAR-10's flattened size and class count.
-SYNTHETIC_FEATURES, SYNTHETIC_CLASSES = 3072, 10
-MODELS = ("mlp", "convnet")
+#: The NumPy trainers' models, by the trainers' names (each compared with its PyTorch twin).
+MODELS = ("mlp-numpy", "convnet-numpy")
 #: Default batch sizes: the MLP trainer's, and a small one for the (slow, CPU) NumPy ConvNet.
-DEFAULT_BATCH = {"mlp": 200, "convnet": 8}
+DEFAULT_BATCH = {"mlp-numpy": 200, "convnet-numpy": 8}
 #: The trajectory draws its batches from this many batches' worth of samples.
 POOL_BATCHES = 4
-
-
-def mlp_field(name: str, **overrides: Any) -> Any:
-    """A dataclass field with the default and help of :class:`MLPConfig`'s field ``name``."""
-    f = {f.name: f for f in dataclasses.fields(MLPConfig)}[name]
-    return field(default=overrides.pop("default", f.default), metadata={**f.metadata, **overrides})
 
 
 @dataclass
@@ -47,21 +44,25 @@ class ParityConfig(MLPFlagsMixin):
     """Flags of ``backproplab parity``: the MLP's (as ``train mlp-numpy``) plus the comparison's."""
 
     model: str = field(
-        default="mlp",
-        metadata={"help": "NumPy model to compare: the MLP or the PreAct ConvNet", "choices": MODELS},
+        default="mlp-numpy",
+        metadata={
+            "help": "NumPy model to compare with its PyTorch twin: the MLP or the PreAct ConvNet of the trainer of that name",
+            "choices": MODELS,
+        },
     )
-    dnn_hidden_units: str = mlp_field("dnn_hidden_units")
-    loss_reduction: str = mlp_field("loss_reduction")
-    batch_size: int | None = mlp_field(
+    dnn_hidden_units: str = field_like(MLPConfig, "dnn_hidden_units")
+    loss_reduction: str = field_like(MLPConfig, "loss_reduction")
+    batch_size: int | None = field_like(
+        MLPConfig,
         "batch_size",
         default=None,
-        help=f"batch size (default: {DEFAULT_BATCH['mlp']} for the MLP, {DEFAULT_BATCH['convnet']} for the ConvNet)",
+        help=f"batch size (default: {DEFAULT_BATCH['mlp-numpy']} for the MLP, {DEFAULT_BATCH['convnet-numpy']} for the ConvNet)",
     )
-    learning_rate: float = mlp_field("learning_rate")
-    optimizer: str = mlp_field("optimizer")
-    init: str = mlp_field("init")
-    activation: str = mlp_field("activation")
-    seed: int = mlp_field("seed")
+    learning_rate: float = field_like(MLPConfig, "learning_rate")
+    optimizer: str = field_like(MLPConfig, "optimizer")
+    init: str = field_like(MLPConfig, "init")
+    activation: str = field_like(MLPConfig, "activation")
+    seed: int = field_like(MLPConfig, "seed")
     dtype: str | None = field(
         default=None,
         metadata={
@@ -83,8 +84,8 @@ class ParityConfig(MLPFlagsMixin):
         default=None,
         metadata={"help": "real data set; default: synthetic data of CIFAR-10's shape", "choices": DATASETS},
     )
-    data_dir: str | None = mlp_field("data_dir")
-    preprocess: str = mlp_field("preprocess")
+    data_dir: str | None = field_like(MLPConfig, "data_dir")
+    preprocess: str = field_like(MLPConfig, "preprocess")
 
     def validate(self) -> None:
         self.validate_mlp_flags()
@@ -92,17 +93,12 @@ class ParityConfig(MLPFlagsMixin):
             raise ConfigError(f"--batch_size must be a positive integer, got {self.batch_size}")
         if self.steps < 0:
             raise ConfigError(f"--steps must be 0 or more, got {self.steps}")
-        if self.momentum < 0 or self.weight_decay < 0:
-            raise ConfigError("--momentum and --weight_decay must be 0 or more")
-        if self.optimizer != "sgd" and (self.momentum or self.nesterov):
-            raise ConfigError("--momentum and --nesterov apply to --optimizer sgd only")
-        if self.nesterov and self.momentum <= 0:
-            raise ConfigError("--nesterov needs a --momentum above 0")
+        check_fraction(self, "momentum")
+        check_non_negative(self, "weight_decay")
+        self.optimizer_spec()  # raises ConfigError for momentum or Nesterov without SGD
 
-    def optimizer_spec(self) -> Any:
+    def optimizer_spec(self) -> OptimizerSpec:
         """The trajectory's optimizer with its hyperparameters."""
-        from backproplab.verify.trajectory import OptimizerSpec
-
         return OptimizerSpec(
             self.optimizer,
             lr=self.learning_rate,
@@ -110,50 +106,6 @@ class ParityConfig(MLPFlagsMixin):
             nesterov=self.nesterov,
             weight_decay=self.weight_decay,
         )
-
-
-def synthetic_data(
-    n: int,
-    rng: np.random.Generator,
-    n_features: int = SYNTHETIC_FEATURES,
-    num_classes: int = SYNTHETIC_CLASSES,
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """x ~ N(0, 1) float32 (n, n_features) and uniform random labels (n,): learnable by memorising."""
-    x = rng.standard_normal((n, n_features), dtype=np.float32)  # (n, D)
-    y = rng.integers(0, num_classes, size=n, dtype=np.int64)  # (n,)
-    return x, y, num_classes
-
-
-def mlp_data(
-    dataset: str | None,
-    data_dir: str | None,
-    preprocess: str,
-    n: int,
-    rng: np.random.Generator,
-    layout: str = "flat",
-) -> tuple[np.ndarray, np.ndarray, int, str]:
-    """(x float32, y (n,), num_classes, description): ``n`` random training samples, flat (n, D)
-    or images (n, C, H, W) for ``layout="NCHW"``.
-
-    ``dataset=None`` gives :func:`synthetic_data` (of CIFAR-10's image shape for NCHW).
-    """
-    if dataset is None:
-        x, y, c = synthetic_data(n, rng)
-        if layout == "NCHW":
-            x = x.reshape(n, 3, 32, 32)  # (n, C, H, W)
-        return x, y, c, f"synthetic data: {n} samples of shape {x.shape[1:]}, N(0,1), {c} random classes"
-    from backproplab.data import load_dataset
-    from backproplab.training.prepared_data import prepare
-
-    ds = load_dataset(dataset, data_dir)
-    data = prepare(ds, preprocess, layout=layout)
-    idx = rng.choice(len(data.x_train), size=min(n, len(data.x_train)), replace=False)
-    return (
-        data.x_train[idx],
-        data.y_train[idx],
-        data.num_classes,
-        f"{ds.name}: {len(idx)} training samples from {ds.source}",
-    )
 
 
 def run_parity(cfg: ParityConfig) -> tuple[Any, str]:
@@ -164,10 +116,10 @@ def run_parity(cfg: ParityConfig) -> tuple[Any, str]:
     rng = np.random.default_rng(cfg.seed)
     batch_size = cfg.batch_size or DEFAULT_BATCH[cfg.model]
     n = batch_size * (POOL_BATCHES if cfg.steps else 1)
-    layout = "NCHW" if cfg.model == "convnet" else "flat"
-    x, y, num_classes, desc = mlp_data(cfg.dataset, cfg.data_dir, cfg.preprocess, n, rng, layout)
+    layout = "NCHW" if cfg.model == "convnet-numpy" else "flat"
+    x, y, num_classes, desc = sample_batch(cfg.dataset, cfg.data_dir, cfg.preprocess, n, rng, layout)
     model: nn.Module
-    if cfg.model == "convnet":
+    if cfg.model == "convnet-numpy":
         model = nn.ConvNet(x.shape[1], num_classes, rng=rng)
     else:
         model = nn.MLP(
@@ -200,7 +152,7 @@ def run_parity(cfg: ParityConfig) -> tuple[Any, str]:
 
 def x_dtype(cfg: ParityConfig) -> str:
     """The precision the comparison runs in."""
-    return cfg.dtype or ("float64" if cfg.model == "convnet" else "float32")
+    return cfg.dtype or ("float64" if cfg.model == "convnet-numpy" else "float32")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -217,7 +169,7 @@ def main(args: argparse.Namespace) -> int:
     else:
         what = (
             "NumPy PreAct ConvNet"
-            if cfg.model == "convnet"
+            if cfg.model == "convnet-numpy"
             else f"NumPy MLP [{cfg.dnn_hidden_units}] ({cfg.activation}, init {cfg.init})"
         )
         print(f"{what}, loss reduction {cfg.loss_reduction}, {x_dtype(cfg)}, vs its PyTorch twin")

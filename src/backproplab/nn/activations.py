@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from backproplab.nn.module import Module, check_input
+from backproplab.nn.fastmath import expm1_nonpositive
+from backproplab.nn.module import Module, check_dout, check_input
+from backproplab.nn.parallel import parallel_blocks
 
 
 def _check(module: Module, x: np.ndarray) -> None:
@@ -12,17 +14,17 @@ def _check(module: Module, x: np.ndarray) -> None:
 
 
 def _check_dout(module: Module, dout: np.ndarray, y: np.ndarray) -> None:
-    if dout.shape != y.shape:
-        raise ValueError(
-            f"{type(module).__name__}.backward expects dout of shape {y.shape}, got {dout.shape}"
-        )
+    check_dout(module, dout, y.shape)
 
 
 class ELU(Module):
     """ELU(x) = x for x > 0, alpha * (exp(x) - 1) otherwise, as ``torch.nn.ELU``.
 
     Derivative: 1 for x > 0, alpha * exp(x) = ELU(x) + alpha otherwise. Since ELU(x) > 0 exactly
-    when x > 0, the output Y alone determines the derivative, so only Y is cached.
+    when x > 0, the output Y alone determines the derivative, so only Y is cached. exp(x) - 1 comes
+    from :func:`~backproplab.nn.fastmath.expm1_nonpositive` (vectorised, within a few ulps of
+    ``np.expm1``, which is scalar code and 8x slower), in cache-sized blocks spread over the threads
+    (:func:`~backproplab.nn.parallel.parallel_blocks`).
     """
 
     def __init__(self, alpha: float = 1.0) -> None:
@@ -31,11 +33,17 @@ class ELU(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         _check(self, x)
-        y = np.minimum(x, 0)
-        np.expm1(y, out=y)  # exp(min(x, 0)) - 1: 0 where x > 0, no overflow for large x
-        if self.alpha != 1.0:
-            y *= self.alpha
-        y += np.maximum(x, 0)  # x where x > 0, alpha * (exp(x) - 1) elsewhere
+        y = np.empty(x.shape, dtype=x.dtype)
+        xf, yf = x.reshape(-1), y.reshape(-1)  # xf copies only if x is not contiguous
+
+        def block(s: slice) -> None:  # cache-sized blocks, spread over the threads
+            ys = np.minimum(xf[s], 0, out=yf[s])
+            expm1_nonpositive(ys, out=ys)  # exp(min(x, 0)) - 1: 0 where x > 0, no overflow for large x
+            if self.alpha != 1.0:
+                ys *= self.alpha
+            ys += np.maximum(xf[s], 0)  # x where x > 0, alpha * (exp(x) - 1) elsewhere
+
+        parallel_blocks(y.size, block)
         self._save_for_backward(y)
         return y
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from backproplab.errors import ShapeError
-from backproplab.nn.module import Module, check_input
+from backproplab.nn import init
+from backproplab.nn.module import Module, check_dout, check_input
 from backproplab.nn.parameter import Parameter
 
 
@@ -74,12 +75,28 @@ class _BatchNorm(Module):
             raise ValueError(f"{type(self).__name__} needs momentum in [0, 1] or None, got {momentum}")
         self.num_features, self.eps, self.momentum = num_features, float(eps), momentum
         self.affine, self.track_running_stats = affine, track_running_stats
-        self.weight: Parameter | None = Parameter(np.ones(num_features, dtype=dtype)) if affine else None
-        self.bias: Parameter | None = Parameter(np.zeros(num_features, dtype=dtype)) if affine else None
+        self.weight: Parameter | None = Parameter(np.empty(num_features, dtype=dtype)) if affine else None
+        self.bias: Parameter | None = Parameter(np.empty(num_features, dtype=dtype)) if affine else None
         if track_running_stats:
-            self.register_buffer("running_mean", np.zeros(num_features, dtype=dtype))
-            self.register_buffer("running_var", np.ones(num_features, dtype=dtype))
-            self.register_buffer("num_batches_tracked", np.zeros((), dtype=np.int64))
+            self.register_buffer("running_mean", np.empty(num_features, dtype=dtype))
+            self.register_buffer("running_var", np.empty(num_features, dtype=dtype))
+            self.register_buffer("num_batches_tracked", np.empty((), dtype=np.int64))
+        self.reset_parameters()
+
+    def reset_running_stats(self) -> None:
+        """Running mean 0, running variance 1, ``num_batches_tracked`` 0 (in place), as torch."""
+        if self.track_running_stats:
+            self.running_mean[...] = 0
+            self.running_var[...] = 1
+            self.num_batches_tracked[...] = 0
+
+    def reset_parameters(self, rng: np.random.Generator | None = None) -> None:
+        """gamma 1, beta 0 and :meth:`reset_running_stats`, as torch; draws nothing (``rng`` is
+        accepted so every layer's ``reset_parameters(rng)`` has one signature)."""
+        self.reset_running_stats()
+        if self.weight is not None and self.bias is not None:
+            init.ones_(self.weight)
+            init.zeros_(self.bias)
 
     def _uses_batch_stats(self) -> bool:
         return self.training or not self.track_running_stats
@@ -127,16 +144,13 @@ class _BatchNorm(Module):
             y += self.bias.data
         else:
             y = x_hat.copy()
-        self._save_for_backward(x_hat, inv_std, self._uses_batch_stats())
+        self._save_for_backward(x_hat, inv_std, self._uses_batch_stats(), x.shape)
         return _unrows(y, moved_shape)
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        x_hat, inv_std, batch_stats = self._saved()
+        x_hat, inv_std, batch_stats, shape = self._saved()
+        check_dout(self, dout, shape)
         g, moved_shape = _rows(dout)  # (M, C)
-        if g.shape != x_hat.shape:
-            raise ValueError(
-                f"{type(self).__name__}.backward: dout of shape {dout.shape} does not match the forward input"
-            )
         m = g.shape[0]
         ones = np.ones(m, dtype=g.dtype)
         sum_g = ones @ g  # (C,)  sum over rows, as a BLAS matrix-vector product

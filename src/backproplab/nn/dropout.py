@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from backproplab.nn.module import Module, check_input
+from backproplab.nn.module import Module, check_dout, check_input
 
 
 class Dropout(Module):
@@ -27,7 +27,9 @@ class Dropout(Module):
     def forward(self, x: np.ndarray) -> np.ndarray:
         check_input(self, x, range(0, 33), {})
         if not self.training or self.p == 0.0:
-            self._save_for_backward(None)
+            # the identity's "mask": ones of x's shape as a broadcast view (no memory), so backward
+            # checks dout's shape and subclasses read the one-element cache (mask,) in every mode
+            self._save_for_backward(np.broadcast_to(x.dtype.type(1), x.shape))
             return x.copy()
         keep = (
             self.rng.random(x.shape, dtype=x.dtype if x.dtype in (np.float32, np.float64) else np.float64)
@@ -40,10 +42,7 @@ class Dropout(Module):
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         (mask,) = self._saved()
-        if mask is None:
-            return dout.copy()
-        if dout.shape != mask.shape:
-            raise ValueError(f"Dropout.backward expects dout of shape {mask.shape}, got {dout.shape}")
+        check_dout(self, dout, mask.shape)
         return dout * mask
 
     def extra_repr(self) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from backproplab.nn.module import Module, check_input
+from backproplab.nn.module import Module, check_dout, check_input
 
 
 class Flatten(Module):
@@ -23,12 +23,13 @@ class Flatten(Module):
         check_input(self, x, range(1, 33), {})
         s, e = self.start_dim % x.ndim, self.end_dim % x.ndim
         shape = (*x.shape[:s], int(np.prod(x.shape[s : e + 1])), *x.shape[e + 1 :])
-        self._save_for_backward(x.shape)
+        self._save_for_backward(x.shape, shape)
         return x.reshape(shape)
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        (shape,) = self._saved()
-        return dout.reshape(shape)
+        in_shape, out_shape = self._saved()
+        check_dout(self, dout, out_shape)
+        return dout.reshape(in_shape)
 
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"

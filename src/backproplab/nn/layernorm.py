@@ -8,7 +8,7 @@ import numpy as np
 
 from backproplab.errors import ShapeError
 from backproplab.nn import init
-from backproplab.nn.module import Module, check_input
+from backproplab.nn.module import Module, check_dout, check_input
 from backproplab.nn.parameter import Parameter
 
 
@@ -43,6 +43,11 @@ class LayerNorm(Module):
         self.eps = float(eps)
         self.weight = Parameter(np.empty(shape, dtype=dtype))
         self.bias = Parameter(np.empty(shape, dtype=dtype))
+        self.reset_parameters()
+
+    def reset_parameters(self, rng: np.random.Generator | None = None) -> None:
+        """gamma 1, beta 0, as torch; draws nothing (``rng`` is accepted so every layer's
+        ``reset_parameters(rng)`` has one signature)."""
         init.ones_(self.weight)
         init.zeros_(self.bias)
 
@@ -69,8 +74,7 @@ class LayerNorm(Module):
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         x_hat, rstd = self._saved()
-        if dout.shape != x_hat.shape:
-            raise ValueError(f"LayerNorm.backward expects dout of shape {x_hat.shape}, got {dout.shape}")
+        check_dout(self, dout, x_hat.shape)
         axes = self._axes
         batch_axes = tuple(range(dout.ndim - len(axes)))
         self.weight.accumulate((dout * x_hat).sum(axis=batch_axes))  # (*normalized_shape)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from backproplab.nn import init
-from backproplab.nn.module import Module, check_input
+from backproplab.nn.module import Module, check_dout, check_input
 from backproplab.nn.parameter import Parameter
 
 
@@ -13,9 +13,11 @@ class Linear(Module):
     """Y = X W^T + b, as ``torch.nn.Linear``.
 
     Shapes: X (N, in_features) -> Y (N, out_features).
-    Parameters: ``weight`` (out_features, in_features) and ``bias`` (out_features,), initialised
-    as PyTorch does (U(-1/sqrt(in), 1/sqrt(in)) for both) from ``rng``; other schemes through
-    :func:`backproplab.nn.init.init_layer_`. ``rng=None`` draws from a fresh unseeded generator.
+    Parameters: ``weight`` (out_features, in_features) and ``bias`` (out_features,), drawn once, by
+    :meth:`reset_parameters` from ``rng``, with ``init_scheme`` (see
+    :func:`backproplab.nn.init.init_layer_`): ``"torch"`` (the default) as PyTorch does,
+    U(-1/sqrt(in), 1/sqrt(in)) for both; ``"practical"`` or ``"kaiming"`` (for the activation
+    ``nonlinearity`` that follows). ``rng=None`` draws from a fresh unseeded generator.
 
     Backward, for upstream gradient G = dL/dY (N, out):
     dL/dW = G^T X (out, in), dL/db = sum_n G[n] (out,), dL/dX = G W (N, in).
@@ -32,8 +34,12 @@ class Linear(Module):
         *,
         rng: np.random.Generator | None = None,
         dtype: np.dtype | type = np.float32,
+        init_scheme: str = "torch",
+        nonlinearity: str = "relu",
     ) -> None:
         super().__init__()
+        if init_scheme not in init.INIT_SCHEMES:
+            raise ValueError(f"unknown init scheme {init_scheme!r}; expected one of {init.INIT_SCHEMES}")
         if in_features < 0 or out_features <= 0:
             raise ValueError(
                 f"Linear needs in_features >= 0 and out_features > 0, got {in_features}, {out_features}"
@@ -43,7 +49,12 @@ class Linear(Module):
         self.out_features = out_features
         self.weight = Parameter(np.empty((out_features, in_features), dtype=dtype))
         self.bias: Parameter | None = Parameter(np.empty(out_features, dtype=dtype)) if bias else None
-        init.torch_default_(self.weight, self.bias, rng if rng is not None else np.random.default_rng())
+        self.init_scheme, self.nonlinearity = init_scheme, nonlinearity
+        self.reset_parameters(rng if rng is not None else np.random.default_rng())
+
+    def reset_parameters(self, rng: np.random.Generator) -> None:
+        """Draw ``weight`` and ``bias`` from ``rng`` with the layer's ``init_scheme`` (in place)."""
+        init.init_layer_(self.weight, self.bias, self.init_scheme, rng, nonlinearity=self.nonlinearity)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         check_input(self, x, 2, {1: self.in_features})
@@ -55,10 +66,7 @@ class Linear(Module):
 
     def backward(self, dout: np.ndarray) -> np.ndarray | None:
         (x,) = self._saved()
-        if dout.shape != (x.shape[0], self.out_features):
-            raise ValueError(
-                f"Linear.backward expects dout of shape {(x.shape[0], self.out_features)}, got {dout.shape}"
-            )
+        check_dout(self, dout, (x.shape[0], self.out_features))
         self.weight.accumulate(dout.T @ x)  # (out, N) @ (N, in) -> (out, in)
         if self.bias is not None:
             self.bias.accumulate(dout.sum(axis=0))

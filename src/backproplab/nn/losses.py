@@ -23,6 +23,16 @@ def _check_reduction(reduction: str) -> str:
     return reduction
 
 
+def _scalar_dout(module: Module, dout: float | np.ndarray) -> float:
+    """``dout`` as a float; anything but a scalar (the loss's shape) is a :class:`ShapeError`."""
+    if np.ndim(dout) != 0:
+        raise ShapeError(
+            f"{type(module).__name__}.backward expects dout of shape () (the loss is a scalar), "
+            f"got shape {np.shape(dout)}"
+        )
+    return float(dout)
+
+
 def as_target_matrix(name: str, scores: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Validate ``scores`` (N, C) and ``target``; return the target as an (N, C) matrix.
 
@@ -81,7 +91,7 @@ class CrossEntropy(Module):
 
     def backward(self, dout: float | np.ndarray = 1.0) -> np.ndarray:
         p, t, scale = self._saved()
-        return (-(float(dout) * scale) * t / p).astype(p.dtype, copy=False)
+        return (-(_scalar_dout(self, dout) * scale) * t / p).astype(p.dtype, copy=False)
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}"
@@ -116,7 +126,7 @@ class SoftmaxCrossEntropy(Module):
 
     def backward(self, dout: float | np.ndarray = 1.0) -> np.ndarray:
         p, t, scale = self._saved()
-        return ((p - t) * (float(dout) * scale)).astype(p.dtype, copy=False)
+        return ((p - t) * (_scalar_dout(self, dout) * scale)).astype(p.dtype, copy=False)
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}, label_smoothing={self.label_smoothing}"

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from backproplab.nn import init
 from backproplab.nn.activations import ELU, ReLU, Tanh
 from backproplab.nn.linear import Linear
 from backproplab.nn.module import Module, Sequential
@@ -23,8 +22,9 @@ class MLP(Module):
     ``layers.0.weight``, ``layers.0.bias``, ``layers.2.weight``, ... exactly as in
     :class:`backproplab.torch_models.TorchMLP`, and weights load across with ``load_state_dict``.
 
-    ``init`` is ``"practical"`` (weights ~ N(0, 1e-4^2), zero bias: the practical's default),
-    ``"torch"`` (PyTorch's default Linear init) or ``"kaiming"``; draws come from ``rng``.
+    ``init_scheme`` is ``"practical"`` (weights ~ N(0, 1e-4^2), zero bias: the practical's default),
+    ``"torch"`` (PyTorch's default Linear init) or ``"kaiming"``; each layer draws its weights once,
+    in layer order, from ``rng`` (:meth:`Linear.reset_parameters`).
     ``input_grad=False`` skips the gradient with respect to the input (data needs none), which
     saves the largest matmul of the backward pass; ``backward`` then returns None.
     The practical's loss head, Softmax followed by CrossEntropy on probabilities, is kept outside
@@ -51,10 +51,10 @@ class MLP(Module):
         widths = [n_inputs, *self.n_hidden, n_classes]
         mods: list[Module] = []
         for i, (w_in, w_out) in enumerate(itertools.pairwise(widths)):
-            lin = Linear(w_in, w_out, rng=rng, dtype=dtype)
             nonlin = "linear" if i == len(widths) - 2 else ("tanh" if activation == "tanh" else "relu")
-            init.init_layer_(lin.weight, lin.bias, init_scheme, rng, nonlinearity=nonlin)
-            mods.append(lin)
+            mods.append(
+                Linear(w_in, w_out, rng=rng, dtype=dtype, init_scheme=init_scheme, nonlinearity=nonlin)
+            )
             if i < len(widths) - 2:
                 mods.append(ACTIVATIONS[activation]())
         first = mods[0]

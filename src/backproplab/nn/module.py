@@ -10,7 +10,12 @@ The contract mirrors ``torch.nn.Module`` where it can:
   :func:`~backproplab.nn.no_grad`); ``backward(dout)`` accumulates into the parameters' ``grad``
   and returns the gradient with respect to the input. The cache is released by backward, like
   PyTorch's graph without ``retain_graph``, so a backward without a forward before it raises
-  :class:`RuntimeError` naming the module.
+  :class:`RuntimeError` naming the module. ``dout`` must have the shape of the output that forward
+  returned; any other shape is a :class:`~backproplab.errors.ShapeError` naming the expected and the
+  actual shape, as a wrong input to forward is (:func:`check_dout`, :func:`check_input`);
+* layers with parameters have ``reset_parameters(rng)``, which (re)draws them from the explicit
+  ``np.random.Generator`` with the layer's init (PyTorch's default unless told otherwise);
+  ``__init__`` calls it, so each weight is drawn once.
 """
 
 from __future__ import annotations
@@ -252,6 +257,17 @@ class Sequential(Module):
         for m in reversed(self._modules.values()):
             dout = m.backward(dout)
         return dout
+
+
+def check_dout(module: Module, dout: Any, expected: tuple[int, ...]) -> None:
+    """Raise :class:`ShapeError` unless ``dout`` is an array of ``expected`` shape (that of the output the
+    last forward returned), naming the module, the expected and the actual shape."""
+    shape = getattr(dout, "shape", None)
+    if not isinstance(dout, np.ndarray) or shape != tuple(expected):
+        got = f"shape {shape}" if shape is not None else f"a {type(dout).__name__}"
+        raise ShapeError(
+            f"{type(module).__name__}.backward expects dout of shape {tuple(expected)} (the output's), got {got}"
+        )
 
 
 def check_input(module: Module, x: np.ndarray, ndim: int | Iterable[int], dim_sizes: dict[int, int]) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 
 from backproplab.errors import ShapeError
 from backproplab.nn.conv import conv_output_size, nchw, nhwc, offset_span, pair
-from backproplab.nn.module import Module, check_input
+from backproplab.nn.module import Module, check_dout, check_input
 
 
 class MaxPool2d(Module):
@@ -88,8 +88,7 @@ class MaxPool2d(Module):
     def backward(self, dout: np.ndarray) -> np.ndarray:
         winner, (n, h, w, c) = self._saved()
         expected = (n, c, winner.shape[1], winner.shape[2])
-        if dout.shape != expected:
-            raise ValueError(f"MaxPool2d.backward expects dout of shape {expected}, got {dout.shape}")
+        check_dout(self, dout, expected)
         g = nhwc(dout)  # (N, Ho, Wo, C) view
         ho, wo = winner.shape[1:3]
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
@@ -146,10 +145,7 @@ class AdaptiveAvgPool2d(Module):
         (shape,) = self._saved()
         n, c, h, w = shape
         ho, wo = self.output_size
-        if dout.shape != (n, c, ho, wo):
-            raise ValueError(
-                f"AdaptiveAvgPool2d.backward expects dout of shape {(n, c, ho, wo)}, got {dout.shape}"
-            )
+        check_dout(self, dout, (n, c, ho, wo))
         g = nhwc(dout)  # (N, Ho, Wo, C)
         dx = np.zeros((n, h, w, c), dtype=dout.dtype)
         for p, (h0, h1) in enumerate(adaptive_bins(h, ho)):

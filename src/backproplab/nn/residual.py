@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from backproplab.nn.module import Module
+from backproplab.nn.module import Module, check_dout
 
 
 class Residual(Module):
@@ -50,10 +50,7 @@ class Residual(Module):
 
     def backward(self, dout: np.ndarray) -> Any:
         (shape,) = self._saved()
-        if dout.shape != shape:
-            raise ValueError(
-                f"{type(self).__name__}.backward expects dout of shape {shape}, got {dout.shape}"
-            )
+        check_dout(self, dout, shape)
         d = self.branch_backward(dout)
         if self.branch_returns_fresh:
             d += dout

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from backproplab.nn.module import Module, check_input
+from backproplab.nn.module import Module, check_dout, check_input
 
 
 def softmax(x: np.ndarray, dim: int = -1) -> np.ndarray:
@@ -41,8 +41,7 @@ class Softmax(Module):
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         (y,) = self._saved()
-        if dout.shape != y.shape:
-            raise ValueError(f"Softmax.backward expects dout of shape {y.shape}, got {dout.shape}")
+        check_dout(self, dout, y.shape)
         return y * (dout - (dout * y).sum(axis=self.dim, keepdims=True))
 
     def extra_repr(self) -> str:

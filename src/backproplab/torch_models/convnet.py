@@ -25,12 +25,11 @@ order are fixed: the NumPy twin uses the same names, so state dicts load across.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 from backproplab.errors import ShapeError
+from backproplab.torch_models.init import torch_default_
 
 #: The largest input side that the five max-pools reduce to 1x1 (32 -> 16 -> 8 -> 4 -> 2 -> 1).
 MAX_SIDE = 32
@@ -117,10 +116,6 @@ def reset_parameters(model: nn.Module, generator: torch.Generator) -> None:
     """
     for m in model.modules():
         if isinstance(m, nn.Conv2d | nn.Linear):
-            nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=generator)
-            if m.bias is not None:
-                fan_in = m.weight[0].numel()  # in_channels * kH * kW (in_features for Linear)
-                bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-                m.bias.uniform_(-bound, bound, generator=generator)
+            torch_default_(m, generator)
         elif isinstance(m, nn.BatchNorm2d):
             m.reset_parameters()

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from backproplab.nn.init import PRACTICAL_STD
+from backproplab.torch_models.init import torch_default_
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"elu": nn.ELU, "relu": nn.ReLU, "tanh": nn.Tanh}
 
@@ -65,9 +66,7 @@ def _init_linear(lin: nn.Linear, scheme: str, generator: torch.Generator | None,
         lin.weight.normal_(0.0, PRACTICAL_STD, generator=generator)
         lin.bias.zero_()
     elif scheme == "torch":
-        nn.init.kaiming_uniform_(lin.weight, a=5**0.5, generator=generator)
-        bound = 1 / lin.in_features**0.5 if lin.in_features > 0 else 0.0
-        lin.bias.uniform_(-bound, bound, generator=generator)
+        torch_default_(lin, generator)
     elif scheme == "kaiming":
         nn.init.kaiming_normal_(lin.weight, nonlinearity=nonlinearity, generator=generator)  # type: ignore[arg-type]
         lin.bias.zero_()

@@ -28,7 +28,6 @@ Conventions:
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Sequence
 
 import torch
@@ -36,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from backproplab.errors import ShapeError
+from backproplab.torch_models.init import torch_default_weight_
 
 BN_MOMENTUM = 0.4
 BN_EPS = 1e-12
@@ -132,11 +132,11 @@ class SpeedrunNet(nn.Module):
         self.whiten.bias.zero_()
         for m in self.modules():
             if isinstance(m, nn.Conv2d) and m is not self.whiten:
-                _uniform_fan_in(m.weight, generator)
+                torch_default_weight_(m.weight, generator)
                 w = m.weight  # (c_out, c_in, 3, 3)
                 nn.init.dirac_(w[: w.shape[1]])
             elif isinstance(m, nn.Linear):
-                _uniform_fan_in(m.weight, generator)
+                torch_default_weight_(m.weight, generator)
             elif isinstance(m, BatchNormNoScale):
                 m.reset_parameters()
 
@@ -163,12 +163,6 @@ class SpeedrunNet(nn.Module):
                 f"SpeedrunNet with {len(self.blocks)} pooling blocks needs images of at least "
                 f"{self.min_size}x{self.min_size}, got {x.shape[2]}x{x.shape[3]}"
             )
-
-
-def _uniform_fan_in(w: torch.Tensor, generator: torch.Generator | None) -> None:
-    """w ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = prod(w.shape[1:]) (PyTorch's default init)."""
-    bound = 1.0 / math.sqrt(math.prod(w.shape[1:]))
-    w.uniform_(-bound, bound, generator=generator)
 
 
 def image_patches(images: torch.Tensor, kernel: int) -> torch.Tensor:

@@ -11,10 +11,10 @@ reduce any side of at most 32 to 1 (the digits reach 1x1 after three pools, and 
 pools then keep it), so the final Linear always sees 512 features.
 
 Recipe knobs beyond the practical: ``--augment`` (random crop with padding 4 and horizontal
-flip, on the device), ``--optimizer {adam,adamw,sgd}`` (SGD with Nesterov momentum
-``--momentum``), ``--weight_decay``, ``--lr_schedule {constant,cosine,onecycle}`` over
-``--schedule_steps`` (default ``--max_steps``), ``--label_smoothing``, ``--amp bf16`` and
-``--channels_last``.
+flip, on the device), ``--optimizer {adam,adamw,sgd}`` with the optimizer and
+schedule flags every trainer shares (:class:`~backproplab.training.optim_flags.OptimFlags`:
+``--momentum``, ``--nesterov``, ``--weight_decay``, ``--lr_schedule {constant,step,cosine,onecycle}``),
+``--label_smoothing``, ``--amp bf16`` and ``--channels_last``.
 
 The fast recipe (:data:`FAST_RECIPE`): 30 epochs of 97 batches of 512 augmented images, SGD with
 Nesterov momentum, a one-cycle schedule peaking at 0.1, weight decay 5e-4, label smoothing 0.1,
@@ -25,22 +25,24 @@ it was written), so treat it as a proposal until the README reports a run.
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from backproplab.data import load_dataset
+from backproplab.data import Dataset, load_dataset
 from backproplab.torch_models import ConvNet
-from backproplab.training.augment import random_crop_flip
+from backproplab.training.augment import AUGMENT_PADDING, random_crop_flip
+from backproplab.training.config_checks import check_float32
 from backproplab.training.convnet_config import ConvNetBaseConfig
 from backproplab.training.device_data import DeviceBatchSampler, DeviceData
 from backproplab.training.interrupt import InterruptFlag
-from backproplab.training.lr_schedules import build_scheduler
-from backproplab.training.mlp_config import check_float32, check_seed
+from backproplab.training.lr_schedules import torch_scheduler
+from backproplab.training.optimizers import OPTIMIZERS
 from backproplab.training.prepared_data import prepare
+from backproplab.training.seeds import derive_seeds
 from backproplab.training.torch_device import (
     AMP_MODES,
     DEVICES,
@@ -48,14 +50,13 @@ from backproplab.training.torch_device import (
     make_generator,
     select_device,
 )
-from backproplab.training.torch_run import derive_seeds, run_torch_trainer
+from backproplab.training.torch_run import run_torch_trainer
 from backproplab.training.torch_task import TorchTrainTask
 
 TRAINER = "convnet"
-AUGMENT_PADDING = 4
 #: Flags of the fast recipe (see the module docstring); 2910 steps = 30 epochs of 50000 // 512 batches.
 FAST_RECIPE = (
-    "--augment --optimizer sgd --momentum 0.9 --learning_rate 0.1 --weight_decay 5e-4 "
+    "--augment --optimizer sgd --momentum 0.9 --nesterov --learning_rate 0.1 --weight_decay 5e-4 "
     "--lr_schedule onecycle --label_smoothing 0.1 --batch_size 512 --max_steps 2910 --eval_freq 485 "
     "--amp bf16 --channels_last"
 )
@@ -65,12 +66,7 @@ FAST_RECIPE = (
 class ConvNetConfig(ConvNetBaseConfig):
     """Flags of ``train convnet`` (the practical's defaults, plus recipe knobs that are off by default)."""
 
-    optimizer: str = field(
-        default="adam", metadata={"help": "optimizer", "choices": ("adam", "adamw", "sgd")}
-    )
-    weight_decay: float = field(
-        default=0.0, metadata={"help": "weight decay (L2 for adam/sgd, decoupled for adamw)"}
-    )
+    optimizer: str = field(default="adam", metadata={"help": "optimizer", "choices": OPTIMIZERS})
     augment: bool = field(
         default=False, metadata={"help": "random crop (padding 4) and horizontal flip, on the device"}
     )
@@ -88,49 +84,32 @@ class ConvNetConfig(ConvNetBaseConfig):
     def validate(self) -> None:
         """The base checks, plus a seed and step sizes that the run can use."""
         super().validate()
-        check_seed(self.seed)
         for name in ("learning_rate", "weight_decay"):
             check_float32(name, getattr(self, name))
 
     def resolved(self) -> ConvNetConfig:
         """The config with ``schedule_steps`` fixed (so extending a run keeps its schedule)."""
-        if self.schedule_steps is None and self.resume is None:
-            return dataclasses.replace(self, schedule_steps=self.max_steps)
-        return self
+        return self.with_fixed_schedule(resuming=self.resume is not None)
 
 
-def make_optimizer(cfg: ConvNetConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """Adam / AdamW / SGD with Nesterov momentum, as configured."""
-    params = model.parameters()
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(
-        params,
-        lr=cfg.learning_rate,
-        momentum=cfg.momentum,
-        nesterov=cfg.momentum > 0,
-        weight_decay=cfg.weight_decay,
-    )
-
-
-def build_task(cfg: ConvNetConfig, interrupts: InterruptFlag) -> tuple[TorchTrainTask, str, str]:
+def build_task(
+    cfg: ConvNetConfig, interrupts: InterruptFlag, dataset: Dataset | None = None
+) -> tuple[TorchTrainTask, str, str]:
     """Load the data onto the device and build the ConvNet, optimizer and schedule of ``cfg``."""
     device = select_device(cfg.device)
     subset_seed, init_seed, batch_seed, augment_seed = derive_seeds(cfg.seed, 4)
-    ds = load_dataset(cfg.dataset, cfg.data_dir)
+    ds = load_dataset(cfg.dataset, cfg.data_dir) if dataset is None else dataset
     if cfg.train_subset is not None or cfg.test_subset is not None:
         ds = ds.subset(cfg.train_subset, cfg.test_subset, np.random.default_rng(subset_seed))
-    data = prepare(ds, cfg.preprocess, layout="NCHW")
+    data = prepare(ds, cfg.preprocess, layout="NCHW", validation_size=cfg.validation_size, seed=cfg.seed)
     n_channels = int(data.x_train.shape[1])
     model = ConvNet(
         n_channels, data.num_classes, generator=make_generator(init_seed, torch.device("cpu"))
     ).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    optimizer = make_optimizer(cfg, model)
-    scheduler = build_scheduler(optimizer, cfg.lr_schedule, total_steps=cfg.schedule_steps or cfg.max_steps)
+    optimizer = cfg.optimizer_spec().torch(model.parameters())
+    scheduler = torch_scheduler(optimizer, cfg)
     device_data = DeviceData.from_prepared(data, device, channels_last=cfg.channels_last)
     task = TorchTrainTask(
         trainer=TRAINER,
@@ -157,10 +136,18 @@ def build_task(cfg: ConvNetConfig, interrupts: InterruptFlag) -> tuple[TorchTrai
     return task, ds.source, f"{TRAINER} on {ds.name} ({device.type})"
 
 
-def run(cfg: ConvNetConfig, *, progress: bool | None = None) -> dict[str, Any]:
-    """Train (or with ``cfg.resume``, continue) the ConvNet; return the summary."""
+def run(
+    cfg: ConvNetConfig, *, dataset: Dataset | None = None, progress: bool | None = None
+) -> dict[str, Any]:
+    """Train (or with ``cfg.resume``, continue) the ConvNet; return the summary.
+
+    ``dataset``, when given, is trained on instead of loading ``cfg.dataset`` (from Python: a
+    notebook, a test); the config is validated either way.
+    """
     with fast_cuda_matmul(select_device(cfg.device)):
-        return run_torch_trainer(TRAINER, cfg.resolved(), build_task, progress=progress)
+        return run_torch_trainer(
+            TRAINER, cfg.resolved(), functools.partial(build_task, dataset=dataset), progress=progress
+        )
 
 
 CONFIG = ConvNetConfig

@@ -5,30 +5,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from backproplab.errors import ConfigError
-from backproplab.training.mlp_config import DATASETS
+from backproplab.training.config_checks import check_fraction, check_non_negative, check_positive, check_seed
+from backproplab.training.mlp_config import DATASETS, VALIDATION_SIZE_HELP
+from backproplab.training.optim_flags import OptimFlags
 
 
 @dataclass
-class ConvNetBaseConfig:
-    """Flags common to both ConvNet trainers; each trainer's dataclass adds its own."""
+class ConvNetBaseConfig(OptimFlags):
+    """Flags common to both ConvNet trainers (and the optimizer and schedule flags of every trainer,
+    :class:`OptimFlags`); each trainer's dataclass adds its own."""
 
     learning_rate: float = field(default=1e-4, metadata={"help": "(peak) learning rate"})
     batch_size: int = field(default=32, metadata={"help": "mini-batch size"})
     max_steps: int = field(default=5000, metadata={"help": "number of training steps (mini-batches)"})
     eval_freq: int = field(default=500, metadata={"help": "evaluate on the test split every this many steps"})
-    momentum: float = field(default=0.9, metadata={"help": "Nesterov momentum of --optimizer sgd"})
-    weight_decay: float = field(default=0.0, metadata={"help": "L2 weight decay"})
-    lr_schedule: str = field(
-        default="constant",
-        metadata={
-            "help": "learning-rate schedule over --schedule_steps",
-            "choices": ("constant", "cosine", "onecycle"),
-        },
-    )
-    schedule_steps: int | None = field(
-        default=None, metadata={"help": "length of the cosine/onecycle schedule (default: --max_steps)"}
-    )
+    validation_size: int = field(default=0, metadata={"help": VALIDATION_SIZE_HELP})
     label_smoothing: float = field(default=0.0, metadata={"help": "label smoothing of the training loss"})
     augment: bool = field(default=False, metadata={"help": "random crop (padding 4) and horizontal flip"})
     eval_batch_size: int = field(default=1000, metadata={"help": "batch size of the evaluation"})
@@ -57,18 +48,10 @@ class ConvNetBaseConfig:
     out: str | None = field(default=None, metadata={"help": "run directory (default: runs/<trainer>-<time>)"})
 
     def validate(self) -> None:
-        if not self.learning_rate > 0:
-            raise ConfigError(f"--learning_rate must be positive, got {self.learning_rate}")
-        for name in ("batch_size", "max_steps", "eval_freq", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name} must be a positive integer, got {getattr(self, name)}")
-        for name in ("schedule_steps", "train_subset", "test_subset"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"--{name} must be a positive integer, got {value}")
-        if not 0 <= self.momentum < 1:
-            raise ConfigError(f"--momentum must be in [0, 1), got {self.momentum}")
-        if not self.weight_decay >= 0:
-            raise ConfigError(f"--weight_decay must be >= 0, got {self.weight_decay}")
-        if not 0 <= self.label_smoothing < 1:
-            raise ConfigError(f"--label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        """Raise :class:`ConfigError` naming the first bad flag."""
+        check_positive(self, "learning_rate", "batch_size", "max_steps", "eval_freq", "eval_batch_size")
+        check_positive(self, "train_subset", "test_subset")
+        check_non_negative(self, "validation_size")
+        check_fraction(self, "label_smoothing")
+        check_seed(self.seed)
+        self.validate_optim_flags()

@@ -25,6 +25,9 @@ class DeviceData:
     x_test: torch.Tensor
     y_test: torch.Tensor
     num_classes: int
+    #: The validation split (``--validation_size``), or None.
+    x_val: torch.Tensor | None = None
+    y_val: torch.Tensor | None = None
 
     @classmethod
     def from_prepared(
@@ -45,6 +48,8 @@ class DeviceData:
             images(data.x_test),
             labels(data.y_test),
             data.num_classes,
+            None if data.x_val is None else images(data.x_val),
+            None if data.y_val is None else labels(data.y_val),
         )
 
     @property

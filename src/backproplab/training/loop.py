@@ -9,12 +9,20 @@ Timing in ``summary.json`` (this session's steps only, when resumed): ``wall_sec
 loop), ``train_seconds`` (inside ``train_step``), ``eval_seconds`` (evaluations and their extras),
 ``checkpoint_seconds`` (writing checkpoints), ``steps_per_second`` and ``samples_per_second``
 (training steps and samples per second of ``train_seconds``).
+
+With a validation split (``--validation_size``) the evaluations also log ``val_loss`` and
+``val_acc``, and the summary gains ``final_val_acc``, ``final_val_loss``, ``best_val_acc`` and
+``best_val_step``. :func:`on_eval` lets a caller see each evaluation as it happens (a sweep reports
+it to its scheduler).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import time
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import numpy as np
@@ -34,7 +42,8 @@ class TrainTask(Protocol):
         """Draw a batch, run forward, backward and the optimizer step; return the batch loss."""
 
     def evaluate(self) -> dict[str, float]:
-        """Return at least ``test_loss`` and ``test_acc`` on the whole test split."""
+        """Return at least ``test_loss`` and ``test_acc`` on the whole test split (and ``val_loss``
+        and ``val_acc`` on the validation split when there is one)."""
 
     def save_model(self, run: RunDir) -> str:
         """Write the final weights into the run directory; return the path."""
@@ -47,6 +56,32 @@ class TrainTask(Protocol):
 
     def eval_extras(self) -> dict[str, Any]:
         """More values to log at each evaluation (e.g. per-layer statistics), or {}."""
+
+
+EvalCallback = Callable[[dict[str, Any]], None]
+_ON_EVAL: contextvars.ContextVar[EvalCallback | None] = contextvars.ContextVar("on_eval", default=None)
+
+
+@contextlib.contextmanager
+def on_eval(callback: EvalCallback) -> Iterator[None]:
+    """Within the block (in this thread), call ``callback(record)`` with a copy of every evaluation's
+    metrics record of every run, after it is logged and its checkpoint saved. An exception the
+    callback raises ends the run as any other exception would (metrics and checkpoint are kept)."""
+    token = _ON_EVAL.set(callback)
+    try:
+        yield
+    finally:
+        _ON_EVAL.reset(token)
+
+
+def _val_summary(last: dict[str, Any], best: dict[str, Any]) -> dict[str, Any]:
+    """The summary entries of the validation split from the last and the best evaluation."""
+    return {
+        "final_val_acc": last["val_acc"],
+        "final_val_loss": last.get("val_loss"),
+        "best_val_acc": best["val_acc"],
+        "best_val_step": best["step"],
+    }
 
 
 def _finish(task: TrainTask, run: RunDir, summary: dict[str, Any], title: str) -> None:
@@ -79,6 +114,11 @@ def train_loop(
         "best_test_acc": best["test_acc"] if best else None,
         "best_step": best["step"] if best else None,
     }
+    val_evals = [r for r in evals if "val_acc" in r]
+    best_val = max(val_evals, key=lambda r: r["val_acc"], default=None)
+    if best_val is not None:
+        summary.update(_val_summary(val_evals[-1], best_val))
+    callback = _ON_EVAL.get()
     bar = Progress(max_steps, initial=start_step, desc=title or "train", enabled=progress)
     t_start = time.perf_counter()
     train_seconds = eval_seconds = checkpoint_seconds = 0.0
@@ -131,6 +171,10 @@ def train_loop(
                     best_test_acc=best["test_acc"],
                     best_step=best["step"],
                 )
+                if "val_acc" in record:
+                    if best_val is None or record["val_acc"] > best_val["val_acc"]:
+                        best_val = record
+                    summary.update(_val_summary(record, best_val))
                 run.log(record)
                 run.flush()
                 t0 = time.perf_counter()
@@ -139,8 +183,11 @@ def train_loop(
                 bar.message(
                     f"step {step:>6}/{max_steps}  train loss {loss:.4f}  "
                     f"test loss {record['test_loss']:.4f}  test acc {record['test_acc']:.4f}  "
-                    f"(eval {t_eval:.1f}s)"
+                    + (f"val acc {record['val_acc']:.4f}  " if "val_acc" in record else "")
+                    + f"(eval {t_eval:.1f}s)"
                 )
+                if callback is not None:
+                    callback(dict(record))
             else:
                 run.log(record)
             bar.update(1, loss=f"{loss:.4f}")

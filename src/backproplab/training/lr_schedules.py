@@ -1,39 +1,45 @@
-"""Learning-rate schedules of the PyTorch trainers, stepped once per training step."""
+"""Learning-rate schedules, stepped once per training step, built from the ``--lr_schedule`` flags
+(:class:`~backproplab.training.optim_flags.OptimFlags`) for PyTorch or for the NumPy engine, with
+the same factors (:class:`~backproplab.nn.optim.ScheduleFactor`) on both."""
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
-from backproplab.errors import ConfigError
-from backproplab.nn.optim.lr_scheduler import ScheduleFactor
+from backproplab import nn
+from backproplab.training.optim_flags import OptimFlags
 
-SCHEDULES = ("constant", "step", "cosine", "onecycle")
+if TYPE_CHECKING:
+    import torch
 
 
-def build_scheduler(
-    optimizer: torch.optim.Optimizer,
-    kind: str,
-    *,
-    total_steps: int | None = None,
-    step_size: int | None = None,
-    gamma: float = 0.1,
+def torch_scheduler(
+    optimizer: torch.optim.Optimizer, flags: OptimFlags
 ) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """The scheduler for ``kind`` (None for ``constant``).
+    """The scheduler of ``flags`` (None for ``constant``): ``step`` is ``StepLR(lr_step_size,
+    lr_gamma)``, lr = lr0 * gamma ** (t // step_size); ``cosine`` and ``onecycle`` are
+    :class:`~backproplab.nn.optim.ScheduleFactor` over ``schedule_steps`` (default ``max_steps``)."""
+    import torch
 
-    ``step``: ``StepLR(step_size, gamma)``, lr = base * gamma ** (t // step_size); ``cosine`` and
-    ``onecycle``: :class:`ScheduleFactor` over ``total_steps``.
-    """
-    if kind == "constant":
+    if flags.lr_schedule == "constant":
         return None
-    if kind == "step":
-        if step_size is None or step_size < 1:
-            raise ConfigError(f"the step schedule needs --lr_step_size >= 1, got {step_size}")
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
-    if kind in ("cosine", "onecycle"):
-        if total_steps is None or total_steps < 1:
-            raise ConfigError(f"the {kind} schedule needs a positive number of steps, got {total_steps}")
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, ScheduleFactor(kind, total_steps))
-    raise ConfigError(f"--lr_schedule must be one of {SCHEDULES}, got {kind!r}")
+    if flags.lr_schedule == "step":
+        assert flags.lr_step_size is not None  # validate_optim_flags
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=flags.lr_step_size, gamma=flags.lr_gamma)
+    factor = nn.optim.ScheduleFactor(flags.lr_schedule, flags.schedule_length())
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def numpy_scheduler(
+    optimizer: nn.optim.Optimizer, flags: OptimFlags
+) -> nn.optim.LambdaLR | nn.optim.StepLR | None:
+    """The NumPy engine's scheduler of ``flags``, with the same rule as :func:`torch_scheduler`."""
+    if flags.lr_schedule == "constant":
+        return None
+    if flags.lr_schedule == "step":
+        assert flags.lr_step_size is not None  # validate_optim_flags
+        return nn.optim.StepLR(optimizer, step_size=flags.lr_step_size, gamma=flags.lr_gamma)
+    return nn.optim.LambdaLR(optimizer, nn.optim.ScheduleFactor(flags.lr_schedule, flags.schedule_length()))
 
 
 def current_lr(optimizer: torch.optim.Optimizer) -> float:

@@ -3,20 +3,33 @@
 from __future__ import annotations
 
 import itertools
-import math
 import os
 from dataclasses import dataclass, field
 
+from backproplab.data.load import DATASETS
 from backproplab.errors import ConfigError
+from backproplab.nn.init import INIT_SCHEMES
+from backproplab.nn.losses import REDUCTIONS
+from backproplab.nn.mlp import ACTIVATIONS
+from backproplab.training.config_checks import (
+    check_float32,
+    check_non_negative,
+    check_positive,
+    check_seed,
+    parse_positive_ints,
+)
+from backproplab.training.optimizers import NUMPY_OPTIMIZERS
 
-DATASETS = ("cifar10", "fashion-mnist", "digits")
 #: Input features (flattened image size) and classes of each data set, known before loading it.
 INPUT_FEATURES = {"cifar10": 3 * 32 * 32, "fashion-mnist": 28 * 28, "digits": 8 * 8}
 NUM_CLASSES = 10
-#: The largest finite float32: parameters are float32, so a larger step size overflows them.
-FLOAT32_MAX = 3.4028234663852886e38
 #: The evaluation chunk of the MLP trainers (its activations count towards the memory estimate).
 EVAL_ROWS = 2000
+#: The help of ``--validation_size`` (every trainer that has it).
+VALIDATION_SIZE_HELP = (
+    "hold out this many training examples (a random draw of --seed) as a validation split, "
+    "evaluated as val_loss and val_acc alongside the test split; 0: none"
+)
 
 
 def parse_hidden_units(text: str) -> list[int]:
@@ -24,37 +37,7 @@ def parse_hidden_units(text: str) -> list[int]:
 
     Empty items ("100,,10"), non-integers and widths below 1 are a ConfigError.
     """
-    if text.strip() == "":
-        return []
-    out = []
-    for item in text.split(","):
-        item = item.strip()
-        if not item.isdigit() or int(item) < 1:
-            raise ConfigError(
-                f"--dnn_hidden_units expects comma-separated positive integers like '200,100', got {text!r}"
-            )
-        out.append(int(item))
-    return out
-
-
-def _positive(name: str, value: float) -> None:
-    if not value > 0:
-        raise ConfigError(f"--{name} must be positive, got {value}")
-
-
-def check_float32(name: str, value: float) -> None:
-    """Raise :class:`ConfigError` unless ``value`` is finite and fits in float32 (the parameters' type)."""
-    if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
-        raise ConfigError(
-            f"--{name} must be a finite number of at most {FLOAT32_MAX:.3g} in size (float32, the "
-            f"parameters' type), got {value:g}"
-        )
-
-
-def check_seed(value: int) -> None:
-    """Raise :class:`ConfigError` unless ``value`` is a non-negative integer (NumPy's SeedSequence)."""
-    if value < 0:
-        raise ConfigError(f"--seed must be a non-negative integer, got {value}")
+    return parse_positive_ints(text, "dnn_hidden_units", "200,100")
 
 
 def available_memory_bytes() -> int | None:
@@ -114,7 +97,7 @@ class MLPFlagsMixin:
         """Raise :class:`ConfigError` for bad hidden units or a learning rate that is not positive
         (or too large for float32)."""
         self.hidden_units  # noqa: B018  (raises on bad input)
-        _positive("learning_rate", self.learning_rate)
+        check_positive(self, "learning_rate")
         check_float32("learning_rate", self.learning_rate)
 
     def check_model_memory(self, n_features: int, n_classes: int, batch_size: int, optimizer: str) -> None:
@@ -144,6 +127,7 @@ class MLPConfig(MLPFlagsMixin):
     max_steps: int = field(default=1400, metadata={"help": "number of training steps (mini-batches)"})
     batch_size: int = field(default=200, metadata={"help": "mini-batch size"})
     eval_freq: int = field(default=100, metadata={"help": "evaluate on the test split every this many steps"})
+    validation_size: int = field(default=0, metadata={"help": VALIDATION_SIZE_HELP})
     data_dir: str | None = field(
         default=None, metadata={"help": "data set location (directory or archive); default: the cache"}
     )
@@ -151,18 +135,18 @@ class MLPConfig(MLPFlagsMixin):
     dataset: str = field(default="cifar10", metadata={"help": "data set", "choices": DATASETS})
     loss_reduction: str = field(
         default="mean",
-        metadata={"help": "cross-entropy reduction over the batch", "choices": ("mean", "sum")},
+        metadata={"help": "cross-entropy reduction over the batch", "choices": REDUCTIONS},
     )
-    optimizer: str = field(default="sgd", metadata={"help": "optimizer", "choices": ("sgd", "adam")})
+    optimizer: str = field(default="sgd", metadata={"help": "optimizer", "choices": NUMPY_OPTIMIZERS})
     init: str = field(
         default="practical",
         metadata={
             "help": "weight init: N(0,1e-4^2) (practical), torch default, kaiming",
-            "choices": ("practical", "torch", "kaiming"),
+            "choices": INIT_SCHEMES,
         },
     )
     activation: str = field(
-        default="elu", metadata={"help": "hidden activation", "choices": ("elu", "relu", "tanh")}
+        default="elu", metadata={"help": "hidden activation", "choices": tuple(ACTIVATIONS)}
     )
     preprocess: str = field(
         default="mean_image",
@@ -179,9 +163,7 @@ class MLPConfig(MLPFlagsMixin):
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first bad flag (and a model too big for memory)."""
         self.validate_mlp_flags()
-        for name in ("max_steps", "batch_size", "eval_freq"):
-            value = getattr(self, name)
-            if value < 1:
-                raise ConfigError(f"--{name} must be a positive integer, got {value}")
+        check_positive(self, "max_steps", "batch_size", "eval_freq")
+        check_non_negative(self, "validation_size")
         check_seed(self.seed)
         self.check_model_memory(INPUT_FEATURES[self.dataset], NUM_CLASSES, self.batch_size, self.optimizer)

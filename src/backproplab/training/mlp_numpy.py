@@ -9,16 +9,18 @@ weights and then the batches, as in the practical.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from backproplab import nn
-from backproplab.data import BatchIterator, load_dataset
+from backproplab.data import BatchIterator, Dataset, load_dataset
 from backproplab.training.interrupt import InterruptFlag
 from backproplab.training.mlp_config import MLPConfig
 from backproplab.training.numpy_task import NumpyTrainTask, run_numpy_trainer
+from backproplab.training.optimizers import OptimizerSpec
 from backproplab.training.prepared_data import prepare
 
 TRAINER = "mlp-numpy"
@@ -44,11 +46,13 @@ def divergence_hint(learning_rate: float, loss_reduction: str, batch_size: int) 
     return f"likely causes: --learning_rate {learning_rate:g} is too high for these inputs, or the inputs are not normalised"
 
 
-def build_task(cfg: MLPNumpyConfig, interrupts: InterruptFlag) -> tuple[NumpyTrainTask, str, str]:
+def build_task(
+    cfg: MLPNumpyConfig, interrupts: InterruptFlag, dataset: Dataset | None = None
+) -> tuple[NumpyTrainTask, str, str]:
     """Load the data and build the MLP, loss, optimizer and batches of ``cfg``."""
     rng = np.random.default_rng(cfg.seed)  # the initial weights, then the batches
-    ds = load_dataset(cfg.dataset, cfg.data_dir)
-    data = prepare(ds, cfg.preprocess, layout="flat")
+    ds = load_dataset(cfg.dataset, cfg.data_dir) if dataset is None else dataset
+    data = prepare(ds, cfg.preprocess, layout="flat", validation_size=cfg.validation_size, seed=cfg.seed)
     model = nn.MLP(
         data.n_features,
         cfg.hidden_units,
@@ -58,12 +62,7 @@ def build_task(cfg: MLPNumpyConfig, interrupts: InterruptFlag) -> tuple[NumpyTra
         rng=rng,
         input_grad=False,
     )
-    params = list(model.parameters())
-    optimizer: nn.optim.Optimizer = (
-        nn.optim.SGD(params, lr=cfg.learning_rate)
-        if cfg.optimizer == "sgd"
-        else nn.optim.Adam(params, lr=cfg.learning_rate)
-    )
+    optimizer = OptimizerSpec(cfg.optimizer, lr=cfg.learning_rate).numpy(list(model.parameters()))
     task = NumpyTrainTask(
         trainer=TRAINER,
         config=cfg,
@@ -79,10 +78,16 @@ def build_task(cfg: MLPNumpyConfig, interrupts: InterruptFlag) -> tuple[NumpyTra
     return task, ds.source, f"{TRAINER} on {ds.name}"
 
 
-def run(cfg: MLPNumpyConfig, *, progress: bool | None = None) -> dict[str, Any]:
+def run(
+    cfg: MLPNumpyConfig, *, dataset: Dataset | None = None, progress: bool | None = None
+) -> dict[str, Any]:
     """Train (or with ``cfg.resume``, continue) the NumPy MLP; return the summary (also in
-    ``<out>/summary.json``)."""
-    return run_numpy_trainer(TRAINER, cfg, build_task, progress=progress)
+    ``<out>/summary.json``).
+
+    ``dataset``, when given, is trained on instead of loading ``cfg.dataset`` (from Python: a
+    notebook, a test); the config is validated either way.
+    """
+    return run_numpy_trainer(TRAINER, cfg, functools.partial(build_task, dataset=dataset), progress=progress)
 
 
 CONFIG = MLPNumpyConfig

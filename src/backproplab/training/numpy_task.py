@@ -176,8 +176,16 @@ class NumpyTrainTask:
         return float(loss)
 
     def evaluate(self) -> dict[str, float]:
-        """Mean cross-entropy and accuracy on the test split, in eval mode without caches."""
-        x, y = self.data.x_test, self.data.y_test
+        """Mean cross-entropy and accuracy on the test split (and the validation split, if any), in
+        eval mode without caches."""
+        d = self.data
+        out = dict(zip(("test_loss", "test_acc"), self._evaluate_split(d.x_test, d.y_test), strict=True))
+        if d.x_val is not None and d.y_val is not None:
+            out.update(zip(("val_loss", "val_acc"), self._evaluate_split(d.x_val, d.y_val), strict=True))
+        return out
+
+    def _evaluate_split(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        """(mean cross-entropy, accuracy) on the inputs ``x`` and labels ``y``."""
         total_loss, correct = 0.0, 0
         eval_loss = nn.SoftmaxCrossEntropy(reduction="sum")
         self.model.eval()
@@ -189,7 +197,7 @@ class NumpyTrainTask:
                     correct += int((logits.argmax(axis=1) == y[sl]).sum())
         finally:
             self.model.train()
-        return {"test_loss": total_loss / len(x), "test_acc": correct / len(x)}
+        return total_loss / len(x), correct / len(x)
 
     def save_model(self, run: RunDir) -> str:
         """``model.npz`` and ``model.safetensors``: the state dict under torch's key names (the torch
@@ -208,7 +216,7 @@ class NumpyTrainTask:
         the first training batch (model left unchanged)."""
         extras: dict[str, Any] = {"lr": self.optimizer.lr} if self.log_lr else {}
         if getattr(self.config, "track_stats", False):
-            from backproplab.verify.layer_stats import first_batch_stats
+            from backproplab.instrument.layer_stats import first_batch_stats
 
             d = self.data
             extras.update(

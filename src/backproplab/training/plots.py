@@ -24,30 +24,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
 from backproplab.errors import ConfigError
 from backproplab.training.run_dir import read_metrics
-from backproplab.utils.atomic import atomic_path
+from backproplab.utils.figures import image_format, pyplot, save_figure
 
-#: Image formats chosen by the output file's extension.
-FORMATS = ("png", "svg", "pdf")
+plt = pyplot()
+
 #: The loss axis turns logarithmic when max / min of the finite positive losses exceeds this.
 LOG_RANGE = 100.0
 #: config.json entries that never label a run (paths, bookkeeping).
 UNLABELLED = frozenset({"out", "data_dir", "data_source", "resume", "track_stats", "eval_batch_size"})
-
-
-def image_format(path: str | os.PathLike[str]) -> str:
-    """The format of ``path`` from its extension (png, svg, pdf); ConfigError for any other."""
-    ext = Path(path).suffix.lower().lstrip(".")
-    if ext not in FORMATS:
-        raise ConfigError(f"cannot write a picture to {path}: use a .png, .svg or .pdf file name")
-    return ext
 
 
 def _finite(v: Any) -> float | None:
@@ -94,7 +82,7 @@ def plot_runs(
     is drawn dashed. ``logy`` None chooses the loss axis from the range (see the module
     docstring). The picture is written atomically to ``path`` in the format of its extension.
     """
-    fmt = image_format(path)
+    image_format(path)  # a bad extension fails before any drawing
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
     finite_losses: list[float] = []
     stopped = []
@@ -154,10 +142,7 @@ def plot_runs(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    with atomic_path(path, suffix=f".{fmt}") as tmp:
-        fig.savefig(tmp, dpi=110, format=fmt)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def _config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:

@@ -96,6 +96,9 @@ def run_resumable(
     if resuming:
         cfg, run_dir = resolve_resume_config(type(cfg), cfg, trainer)
     else:
+        validate = getattr(cfg, "validate", None)
+        if validate is not None:  # run(cfg) from Python is checked as the command line is
+            validate()
         run_dir = RunDir(cfg.out or default_run_dir(trainer))
     ckpt_path = run_dir.path / checkpoint_name
     try:

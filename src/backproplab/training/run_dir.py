@@ -34,7 +34,6 @@ import errno
 import fcntl
 import gc
 import json
-import math
 import os
 import socket
 import time
@@ -51,6 +50,7 @@ from backproplab.utils.atomic import (
     is_temp_file_name,
     remove_stale_temp_files,
 )
+from backproplab.utils.jsonsafe import json_safe
 
 #: The claim file of a run directory (present while a run holds the directory).
 CLAIM_FILE = ".backproplab-run.lock"
@@ -439,17 +439,6 @@ def _has_no_records(path: Path) -> bool:
             continue
         return False
     return True
-
-
-def json_safe(obj: Any) -> Any:
-    """``obj`` with every non-finite float (also inside lists and dicts) replaced by its string."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else str(obj)
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    return obj
 
 
 def read_metrics(run_path: str | os.PathLike[str]) -> list[dict[str, Any]]:

@@ -24,8 +24,11 @@ Our own implementation of the public techniques of the fastest known CIFAR-10 re
   without a loss scaler: summing the loss over the batch already scales the gradients up by the
   batch size), optional ``torch.compile``.
 
-``--lr`` and ``--weight_decay`` are quoted at batch size 1024 and scale linearly with it: the SGD
-step on the summed loss uses ``lr / 1024`` whatever the batch size (see :func:`make_optimizer`).
+``--learning_rate`` and ``--weight_decay`` are quoted at batch size 1024 and scale linearly with it:
+the SGD step on the summed loss uses ``learning_rate / 1024`` whatever the batch size (see
+:func:`make_optimizer`). The flags share the other trainers' names (``--max_steps``, ``--eval_freq``,
+``--train_subset``, ``--amp``, ``--seed`` 42); the recipe's 9.9 epochs of the 50,000 training
+images at batch 1024 are its default ``--max_steps`` 476.
 
 Timing: the clock runs from the whitening initialisation to the end of the final evaluation,
 including every intermediate evaluation (they are how ``--target_acc`` sees the target). On CUDA
@@ -38,10 +41,11 @@ warm-up run (cuDNN autotuning, compilation, GPU clocks) precedes the timed runs
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,24 +56,35 @@ import torch.nn.functional as F
 from backproplab.data import Dataset, load_dataset
 from backproplab.errors import ConfigError, NonFiniteError
 from backproplab.torch_models.speedrun_net import ACTIVATIONS, DEFAULT_WIDTHS, SpeedrunNet
+from backproplab.training.augment import crop_flip_gather
+from backproplab.training.config_checks import (
+    check_fraction,
+    check_non_negative,
+    check_positive,
+    check_seed,
+    parse_positive_ints,
+)
+from backproplab.training.optimizers import OptimizerSpec
 from backproplab.training.plots import plot_runs
 from backproplab.training.run_dir import RunDir, default_run_dir
+from backproplab.training.seeds import derive_seeds
+from backproplab.training.torch_device import AMP_DTYPES, DEVICES, select_device
+from backproplab.training.torch_device import autocast as autocast_context
 from backproplab.utils.atomic import atomic_path
 
 WHITEN_IMAGES = 5000  # training images whose 2x2 patches set the whitening filters
 EVAL_CHUNK = 2000  # test images per evaluation forward (times 2 or 6 views with TTA)
-REF_BATCH = 1024  # the batch size at which --lr and --weight_decay are quoted
-DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+REF_BATCH = 1024  # the batch size at which --learning_rate and --weight_decay are quoted
+#: The recipe's length: 9.9 epochs of 50,000 images at batch 1024 (48 full batches an epoch).
+RECIPE_STEPS = 476
 
 
 def parse_widths(text: str) -> tuple[int, ...]:
     """Parse "64,256,256" -> (64, 256, 256); anything but positive integers is a ConfigError."""
-    items = [s.strip() for s in text.split(",")]
-    if not items or not all(s.isdigit() and int(s) >= 1 for s in items):
-        raise ConfigError(
-            f"--widths expects comma-separated positive integers like '64,256,256', got {text!r}"
-        )
-    return tuple(int(s) for s in items)
+    widths = tuple(parse_positive_ints(text, "widths", "64,256,256"))
+    if not widths:
+        raise ConfigError("--widths expects comma-separated positive integers like '64,256,256', got ''")
+    return widths
 
 
 @dataclass
@@ -83,19 +98,22 @@ class SpeedrunConfig:
             "help": "stop a run as soon as an evaluation reaches this test accuracy (evaluates every epoch)"
         },
     )
-    epochs: float = field(default=9.9, metadata={"help": "training epochs (may be fractional)"})
+    max_steps: int = field(
+        default=RECIPE_STEPS,
+        metadata={"help": "number of training steps (mini-batches); the recipe: 9.9 epochs of CIFAR-10"},
+    )
     batch_size: int = field(default=1024, metadata={"help": "mini-batch size"})
-    lr: float = field(
+    learning_rate: float = field(
         default=1.5,
         metadata={
-            "help": f"peak lr of the batch-mean loss at batch {REF_BATCH}; scales linearly with batch size"
+            "help": f"peak learning rate of the batch-mean loss at batch {REF_BATCH}; linear in the batch size"
         },
     )
     momentum: float = field(default=0.85, metadata={"help": "Nesterov momentum"})
     weight_decay: float = field(
         default=2e-3,
         metadata={
-            "help": f"fraction of each weight decayed per step at peak lr and batch {REF_BATCH}; linear in B"
+            "help": f"fraction of each weight decayed per step at the peak and batch {REF_BATCH}; linear in B"
         },
     )
     bias_lr_scale: float = field(
@@ -106,10 +124,10 @@ class SpeedrunConfig:
         default=0.23, metadata={"help": "fraction of the steps with a rising learning rate"}
     )
     lr_start_frac: float = field(
-        default=0.2, metadata={"help": "learning rate at step 0, as a fraction of lr"}
+        default=0.2, metadata={"help": "learning rate at step 0, as a fraction of --learning_rate"}
     )
     lr_end_frac: float = field(
-        default=0.07, metadata={"help": "learning rate at the last step, as a fraction of lr"}
+        default=0.07, metadata={"help": "learning rate at the last step, as a fraction of --learning_rate"}
     )
     ema: bool = field(
         default=True, metadata={"help": "Lookahead-style weight averaging (see ema_every, ema_decay)"}
@@ -140,21 +158,21 @@ class SpeedrunConfig:
         metadata={"help": "output channels of the conv blocks (one pooling each)"},
     )
     activation: str = field(default="gelu", metadata={"help": "activation", "choices": tuple(ACTIVATIONS)})
-    eval_every: int = field(
+    eval_freq: int = field(
         default=0,
         metadata={
-            "help": "evaluate (timed) every this many epochs; 0: at the end only (each epoch with target_acc)"
+            "help": "evaluate (timed) at the end of each epoch that passes a multiple of this many steps; "
+            "0: at the end only (every epoch with --target_acc)"
         },
     )
     device: str = field(
-        default="auto",
-        metadata={"help": "device (auto: cuda if available)", "choices": ("auto", "cpu", "cuda")},
+        default="auto", metadata={"help": "device (auto: cuda if available)", "choices": DEVICES}
     )
-    dtype: str = field(
+    amp: str = field(
         default="auto",
         metadata={
-            "help": "compute dtype (auto: bf16 on cuda, fp32 on cpu)",
-            "choices": ("auto", "bf16", "fp16", "fp32"),
+            "help": "autocast dtype (auto: bf16 on cuda, none on cpu; fp16 needs cuda)",
+            "choices": ("auto", *AMP_DTYPES),
         },
     )
     channels_last: bool = field(
@@ -174,57 +192,34 @@ class SpeedrunConfig:
         default=None, metadata={"help": "data set location (directory or archive); default: the cache"}
     )
     dataset: str = field(default="cifar10", metadata={"help": "data set", "choices": ("cifar10",)})
-    n_train: int | None = field(
-        default=None, metadata={"help": "train on a random subset of this size (None: all)"}
+    train_subset: int | None = field(
+        default=None, metadata={"help": "train on this many random training images (default: all)"}
     )
-    n_test: int | None = field(
-        default=None, metadata={"help": "evaluate on a random subset of this size (None: all)"}
+    test_subset: int | None = field(
+        default=None, metadata={"help": "evaluate on this many random test images (default: all)"}
     )
-    seed: int = field(default=0, metadata={"help": "seed of every random choice in the run"})
+    seed: int = field(default=42, metadata={"help": "seed of every random choice in the run"})
     out: str | None = field(default=None, metadata={"help": "run directory (default: runs/speedrun-<time>)"})
 
     def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first bad flag."""
         parse_widths(self.widths)
-        for name in ("runs", "batch_size", "ema_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name} must be a positive integer, got {getattr(self, name)}")
-        for name in ("n_train", "n_test"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"--{name} must be a positive integer or None, got {value}")
-        for name in ("epochs", "lr"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"--{name} must be positive, got {getattr(self, name)}")
-        for name in ("weight_decay", "bias_lr_scale", "whiten_bias_epochs", "lr_start_frac", "lr_end_frac"):
-            if not getattr(self, name) >= 0:
-                raise ConfigError(f"--{name} must be non-negative, got {getattr(self, name)}")
-        for name in ("momentum", "label_smoothing", "warmup_frac", "ema_decay"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ConfigError(f"--{name} must be in [0, 1), got {getattr(self, name)}")
+        check_seed(self.seed)
+        check_positive(self, "runs", "batch_size", "ema_every", "max_steps", "train_subset", "test_subset")
+        check_positive(self, "learning_rate", "bias_lr_scale")
+        check_non_negative(self, "weight_decay", "whiten_bias_epochs", "lr_start_frac", "lr_end_frac")
+        check_non_negative(self, "translate", "eval_freq")
+        check_fraction(self, "momentum", "label_smoothing", "warmup_frac", "ema_decay")
         if self.target_acc is not None and not 0 < self.target_acc <= 1:
             raise ConfigError(f"--target_acc must be in (0, 1], got {self.target_acc}")
-        if self.translate < 0 or self.eval_every < 0:
-            raise ConfigError(
-                f"--translate and --eval_every must be >= 0, got {self.translate} and {self.eval_every}"
-            )
-        if self.bias_lr_scale == 0:
-            raise ConfigError("--bias_lr_scale must be positive, got 0")
 
-    def resolve_device(self) -> torch.device:
-        """The device to train on; ``cuda`` without a GPU is a ConfigError."""
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("--device cuda was asked for but PyTorch sees no CUDA GPU; use --device cpu")
-        return torch.device(self.device)
-
-    def resolve_dtype(self, device: torch.device) -> torch.dtype:
-        """bf16 on CUDA and fp32 on the CPU for ``auto``; fp16 needs CUDA."""
-        if self.dtype == "auto":
-            return torch.bfloat16 if device.type == "cuda" else torch.float32
-        if self.dtype == "fp16" and device.type != "cuda":
-            raise ConfigError("--dtype fp16 needs --device cuda; use bf16 or fp32 on the CPU")
-        return DTYPES[self.dtype]
+    def resolve_amp(self, device: torch.device) -> str:
+        """``--amp auto``: bf16 on CUDA, none on the CPU; fp16 needs CUDA (a ConfigError elsewhere)."""
+        if self.amp == "auto":
+            return "bf16" if device.type == "cuda" else "none"
+        if self.amp == "fp16" and device.type != "cuda":
+            raise ConfigError("--amp fp16 needs --device cuda; use bf16 or none on the CPU")
+        return self.amp
 
 
 # ---------------------------------------------------------------------------------------- schedules
@@ -235,6 +230,15 @@ def lr_factor(step: int, total: int, warmup_frac: float, start: float, end: floa
     if step < peak:
         return start + (1.0 - start) * step / peak
     return 1.0 + (end - 1.0) * (step - peak) / max(total - peak, 1e-12)
+
+
+def eval_due(step: int, prev_step: int, eval_freq: int, every_epoch: bool) -> bool:
+    """Whether the epoch that ran from ``prev_step`` to ``step`` ends with an evaluation: every
+    epoch with ``every_epoch`` (``--target_acc``), else when it passed a multiple of ``eval_freq``
+    (never for 0: the final evaluation is always made)."""
+    if every_epoch:
+        return True
+    return eval_freq > 0 and step // eval_freq > prev_step // eval_freq
 
 
 def averaging_decay(step: int, total: int, ema_decay: float, every: int) -> float:
@@ -272,7 +276,7 @@ def to_layout(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
 
 
 @dataclass
-class DeviceData:
+class SpeedrunData:
     """The normalised data set on the training device, in the compute dtype.
 
     ``x_train_pad`` (N, C, H + 2t, W + 2t) is reflect-padded by ``translate`` = t pixels,
@@ -301,9 +305,9 @@ class DeviceData:
         return self.x_train_pad[::stride][:n, :, t : t + h, t : t + w]
 
 
-def device_data(
+def speedrun_data(
     ds: Dataset, device: torch.device, dtype: torch.dtype, translate: int, channels_last: bool
-) -> DeviceData:
+) -> SpeedrunData:
     """Move ``ds`` to ``device``, standardise each channel with the training split's mean and std
     over all pixels, pad, and store in ``dtype``."""
 
@@ -317,7 +321,7 @@ def device_data(
     t = translate
     x_train_pad = F.pad(x_train, (t, t, t, t), mode="reflect") if t > 0 else x_train  # (N, C, H+2t, W+2t)
     x_test_pad = F.pad(x_test, (1, 1, 1, 1), mode="reflect")  # (M, C, H+2, W+2)
-    return DeviceData(
+    return SpeedrunData(
         to_layout(x_train_pad.to(dtype), channels_last),
         torch.from_numpy(ds.y_train).to(device),
         to_layout(x_test.to(dtype), channels_last),
@@ -336,19 +340,18 @@ def augmented_epoch(
     ``x_pad`` (N, C, H + 2t, W + 2t), t = ``translate``; ``flip`` (N,) bool, per source image;
     ``perm`` (N,) the shuffle. Output image i is source image ``perm[i]`` cropped at a uniformly
     random offset (dy, dx) in ``[0, 2t]^2`` and mirrored if ``flip[perm[i]]``:
-    ``out[i, c, r, s] = x_pad[perm[i], c, dy_i + r, dx_i + (W - 1 - s if flipped else s)]``.
-    Returns (N, C, H, W), channels_last strides.
+    ``out[i, c, r, s] = x_pad[perm[i], c, dy_i + r, dx_i + (W - 1 - s if flipped else s)]``: the
+    trainers' crop-and-flip gather (:func:`~backproplab.training.augment.crop_flip_gather`) with a
+    shuffle and this recipe's alternating flips. Returns (N, C, H, W), channels_last strides.
     """
     n, _, hp, wp = x_pad.shape
-    h, w = hp - 2 * translate, wp - 2 * translate
     dev = x_pad.device
     dy = torch.randint(0, 2 * translate + 1, (n,), device=dev, generator=generator)  # (N,)
     dx = torch.randint(0, 2 * translate + 1, (n,), device=dev, generator=generator)  # (N,)
-    r, s = torch.arange(h, device=dev), torch.arange(w, device=dev)
-    rows = dy[:, None] + r  # (N, H)
-    cols = dx[:, None] + torch.where(flip[perm][:, None], (w - 1) - s, s)  # (N, W)
-    out = x_pad[perm[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # (N, H, W, C)
-    return out.permute(0, 3, 1, 2)  # (N, C, H, W), channels_last memory
+    size = (hp - 2 * translate, wp - 2 * translate)
+    arange = functools.partial(torch.arange, device=dev)
+    out = crop_flip_gather(x_pad, dy, dx, flip[perm], size, arange, torch.where, source=perm)  # (N, C, H, W)
+    return out.contiguous(memory_format=torch.channels_last)
 
 
 def flip_mask(mode: str, epoch: int, base: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -425,7 +428,7 @@ def tta_logits(model: torch.nn.Module, x: torch.Tensor, x_pad: torch.Tensor, lev
 
 @torch.no_grad()
 def evaluate(
-    model: torch.nn.Module, data: DeviceData, level: int, autocast: Any
+    model: torch.nn.Module, data: SpeedrunData, level: int, autocast: Any
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(test loss, test accuracy) as 0-d device tensors: plain cross-entropy and accuracy of the
     TTA logits over the whole test split, BatchNorm in eval mode."""
@@ -456,16 +459,17 @@ class RunResult:
     records: list[dict[str, Any]]
 
 
-def make_optimizer(net: SpeedrunNet, cfg: SpeedrunConfig) -> torch.optim.SGD:
+def make_optimizer(net: SpeedrunNet, cfg: SpeedrunConfig) -> torch.optim.Optimizer:
     """Nesterov SGD for the batch-summed loss, with hyperparameters that scale linearly with the
     batch size B (both are quoted at B = REF_BATCH = 1024).
 
-    The SGD lr is ``cfg.lr / REF_BATCH`` at any B, which is a batch-mean lr of ``cfg.lr * B / 1024``.
+    The SGD lr is ``cfg.learning_rate / REF_BATCH`` at any B, which is a batch-mean lr of
+    ``cfg.learning_rate * B / 1024``.
     Groups: whitening bias, BatchNorm biases (both with ``bias_lr_scale`` times the lr) and the
     other trainable weights. Each group's torch ``weight_decay`` is ``decay / group_lr`` with
     ``decay = cfg.weight_decay * B / 1024``, so at the peak lr every weight shrinks by ``decay``
     per step (before momentum), the same fraction per epoch at any batch size."""
-    base = cfg.lr / REF_BATCH
+    base = cfg.learning_rate / REF_BATCH
     decay = cfg.weight_decay * cfg.batch_size / REF_BATCH
     bn_biases = [m.bias for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     ids = {id(p) for p in [net.whiten.bias, *bn_biases]}
@@ -477,13 +481,13 @@ def make_optimizer(net: SpeedrunNet, cfg: SpeedrunConfig) -> torch.optim.SGD:
         (others, base),
     ):
         groups.append({"params": params, "lr": lr, "base_lr": lr, "weight_decay": decay / lr})
-    return torch.optim.SGD(groups, lr=base, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+    return OptimizerSpec("sgd", lr=base, momentum=cfg.momentum, nesterov=cfg.momentum > 0).torch(groups)
 
 
 def train_once(
     net: SpeedrunNet,
     model: torch.nn.Module,
-    data: DeviceData,
+    data: SpeedrunData,
     cfg: SpeedrunConfig,
     *,
     gen_init: torch.Generator,
@@ -497,10 +501,9 @@ def train_once(
     the end of the run, or when the loss becomes non-finite, before the error is raised)."""
     bs = cfg.batch_size
     steps_per_epoch = data.n_train // bs
-    total = math.ceil(cfg.epochs * steps_per_epoch)
+    total = cfg.max_steps
     n_epochs = math.ceil(total / steps_per_epoch)
     whiten_bias_steps = round(cfg.whiten_bias_epochs * steps_per_epoch)
-    eval_every = cfg.eval_every or (1 if cfg.target_acc is not None else 0)
 
     net.reset_parameters(gen_init)
     flip_base = torch.rand(data.n_train, device=data.y_train.device, generator=gen_aug) < 0.5  # (N,)
@@ -541,7 +544,7 @@ def train_once(
                 averager.update(averaging_decay(step, total, cfg.ema_decay, cfg.ema_every))
             loss_sum += loss.detach()
         last = epoch == n_epochs - 1
-        if not last and eval_every and (epoch + 1) % eval_every == 0:
+        if not last and eval_due(step, step - n_steps, cfg.eval_freq, cfg.target_acc is not None):
             evals[epoch] = evaluate(model, data, cfg.tta, autocast)
         timer.stop()
         train_loss = float(loss_sum) / (n_steps * bs)  # synchronises, outside the timed segment
@@ -554,8 +557,8 @@ def train_once(
             fp16 = data.x_train_pad.dtype == torch.float16
             raise NonFiniteError(
                 f"run {run_index}: training loss became {train_loss} in epoch {epoch + 1} (step {step}); "
-                f"likely cause: --lr {cfg.lr:g} is too high"
-                + ("; or fp16 overflowed (try --dtype bf16)" if fp16 else "")
+                f"likely cause: --learning_rate {cfg.learning_rate:g} is too high"
+                + ("; or fp16 overflowed (try --amp bf16)" if fp16 else "")
             )
         if epoch in evals:
             acc = float(evals[epoch][1])
@@ -595,43 +598,35 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-@contextlib.contextmanager
-def _nothing() -> Iterator[None]:
-    yield
+def run(cfg: SpeedrunConfig, *, dataset: Dataset | None = None) -> dict[str, Any]:
+    """Train ``cfg.runs`` speedrun nets; print each run and the mean +- std; return the summary.
 
-
-def _autocast_factory(device: torch.device, dtype: torch.dtype) -> Any:
-    if dtype == torch.float32:
-        return _nothing
-    return lambda: torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def _seeds(seed: int) -> list[int]:
-    return [int(s) for s in np.random.SeedSequence(seed).generate_state(4)]
-
-
-def run(cfg: SpeedrunConfig) -> dict[str, Any]:
-    """Train ``cfg.runs`` speedrun nets; print each run and the mean +- std; return the summary."""
+    ``dataset``, when given, is trained on instead of loading ``cfg.dataset`` (from Python: a
+    notebook, a test); the config is validated either way.
+    """
     cfg.validate()
-    device = cfg.resolve_device()
-    dtype = cfg.resolve_dtype(device)
+    device = select_device(cfg.device)
+    amp = cfg.resolve_amp(device)
+    dtype = AMP_DTYPES[amp]
     widths = parse_widths(cfg.widths)
-    seed_init, seed_aug, seed_warm, seed_subset = _seeds(cfg.seed)
+    seed_init, seed_aug, seed_warm, seed_subset = derive_seeds(cfg.seed, 4)
 
-    ds = load_dataset(cfg.dataset, cfg.data_dir)
-    if cfg.n_train is not None or cfg.n_test is not None:
-        ds = ds.subset(cfg.n_train, cfg.n_test, np.random.default_rng(seed_subset))
+    ds = load_dataset(cfg.dataset, cfg.data_dir) if dataset is None else dataset
+    if cfg.train_subset is not None or cfg.test_subset is not None:
+        ds = ds.subset(cfg.train_subset, cfg.test_subset, np.random.default_rng(seed_subset))
     if cfg.batch_size > ds.n_train:
         raise ConfigError(f"--batch_size {cfg.batch_size} is larger than the {ds.n_train} training images")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    data = device_data(ds, device, dtype, cfg.translate, cfg.channels_last)
+    data = speedrun_data(ds, device, dtype, cfg.translate, cfg.channels_last)
     net = SpeedrunNet(ds.input_shape[2], ds.num_classes, widths, activation=cfg.activation).to(device)
     net.check_input(data.x_test)
     if cfg.channels_last:
         net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     model: torch.nn.Module = torch.compile(net) if cfg.compile else net  # type: ignore[assignment]
-    autocast = _autocast_factory(device, dtype)
+
+    def autocast() -> contextlib.AbstractContextManager[None]:
+        return autocast_context(device, amp)
 
     run_dir = RunDir(cfg.out or default_run_dir("speedrun"))
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"

@@ -10,6 +10,9 @@ import torch
 from backproplab.errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda")
+#: ``--amp`` values and the dtype each computes in (``none``: float32, no autocast).
+AMP_DTYPES = {"none": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: The ``--amp`` values of ``train convnet`` (fp16 would need a gradient scaler there).
 AMP_MODES = ("none", "bf16")
 
 
@@ -35,12 +38,12 @@ def make_generator(seed: int, device: torch.device) -> torch.Generator:
 
 
 def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager[None]:
-    """``torch.autocast`` to bfloat16 on ``device`` for ``amp="bf16"``; a no-op for ``"none"``."""
+    """``torch.autocast`` on ``device`` to the dtype of ``amp`` (bf16, fp16); a no-op for ``"none"``."""
+    if amp not in AMP_DTYPES:
+        raise ConfigError(f"--amp must be one of {tuple(AMP_DTYPES)}, got {amp!r}")
     if amp == "none":
         return contextlib.nullcontext()
-    if amp == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    raise ConfigError(f"--amp must be one of {AMP_MODES}, got {amp!r}")
+    return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[amp])
 
 
 @contextlib.contextmanager

@@ -15,22 +15,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from backproplab.training.checkpoint import load_checkpoint
 from backproplab.training.interrupt import InterruptFlag
 from backproplab.training.resume import RESUME_FLAGS, resolve_resume_config, run_resumable
 from backproplab.training.torch_task import TorchTrainTask
 
-__all__ = ["RESUME_FLAGS", "TORCH_CHECKPOINT", "derive_seeds", "resolve_resume_config", "run_torch_trainer"]
+__all__ = ["RESUME_FLAGS", "TORCH_CHECKPOINT", "resolve_resume_config", "run_torch_trainer"]
 
 #: The checkpoint file of a PyTorch run (``RunDir.checkpoint_path``).
 TORCH_CHECKPOINT = "checkpoint.pt"
-
-
-def derive_seeds(seed: int, n: int) -> list[int]:
-    """``n`` independent 63-bit seeds derived from the run's ``--seed`` (NumPy's SeedSequence)."""
-    return [int(s) for s in np.random.SeedSequence(seed).generate_state(n, dtype=np.uint64) >> np.uint64(1)]
 
 
 def run_torch_trainer(

@@ -96,7 +96,14 @@ class TorchTrainTask:
         return float(loss.detach())
 
     def evaluate(self) -> dict[str, float]:
-        x, y = self.data.x_test, self.data.y_test
+        d = self.data
+        out = dict(zip(("test_loss", "test_acc"), self._evaluate_split(d.x_test, d.y_test), strict=True))
+        if d.x_val is not None and d.y_val is not None:
+            out.update(zip(("val_loss", "val_acc"), self._evaluate_split(d.x_val, d.y_val), strict=True))
+        return out
+
+    def _evaluate_split(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+        """(mean cross-entropy, accuracy) on the inputs ``x`` and labels ``y``."""
         n = int(x.shape[0])
         total_loss = torch.zeros((), dtype=torch.float64, device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
@@ -110,7 +117,7 @@ class TorchTrainTask:
                     correct += (logits.argmax(dim=1) == y[sl]).sum()
         finally:
             self.model.train()
-        return {"test_loss": float(total_loss) / n, "test_acc": int(correct) / n}
+        return float(total_loss) / n, int(correct) / n
 
     def save_model(self, run: RunDir) -> str:
         """``model.npz`` and ``model.safetensors``: the state dict under torch's key names, loadable by
@@ -126,10 +133,10 @@ class TorchTrainTask:
 
     def eval_extras(self) -> dict[str, Any]:
         """The learning rate, and with the config's ``track_stats`` the per-layer statistics
-        (:func:`backproplab.verify.layer_stats.torch_layer_stats`) on the first training batch."""
+        (:func:`backproplab.instrument.layer_stats.torch_layer_stats`) on the first training batch."""
         extras: dict[str, Any] = {"lr": current_lr(self.optimizer)}
         if getattr(self.config, "track_stats", False):
-            from backproplab.verify.layer_stats import first_batch_stats
+            from backproplab.instrument.layer_stats import first_batch_stats
 
             d = self.data
             extras.update(

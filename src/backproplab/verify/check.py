@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from backproplab import nn
+from backproplab.training.optimizers import OptimizerSpec
 from backproplab.verify import hints as H
 from backproplab.verify.diff import tensor_diff
 from backproplab.verify.gradcheck import (
@@ -917,7 +918,7 @@ def doctor_rows(
         if ref.value.dtype != np.float64:
             ref.assign(ref.value.astype(np.float64))
         params.append(nn.Parameter(ref.value))
-    opt = nn.optim.Adam(params, lr=DOCTOR_LR)
+    opt = OptimizerSpec("adam", lr=DOCTOR_LR).numpy(params)
     losses = [fit.train_step(x[:m], y[:m], opt) for _ in range(DOCTOR_OVERFIT_STEPS)]
     losses.append(fit.loss_value(x[:m], y[:m]))
     checks.append(doctor.check_overfit(losses, fit.accuracy(x[:m], y[:m]), DOCTOR_OVERFIT_STEPS, m))

@@ -45,6 +45,8 @@ import numpy as np
 from backproplab.errors import ShapeError
 from backproplab.nn.grad_mode import no_grad
 from backproplab.nn.module import Module
+from backproplab.utils.jsonsafe import json_safe
+from backproplab.utils.table import format_table as text_table
 
 #: Default step of the central differences: near the optimum cbrt(float64 eps) ~ 6e-6 for
 #: smooth functions, and far below the margin the built-in cases keep from kinks (1e-3).
@@ -253,24 +255,23 @@ class GradcheckReport:
         raise KeyError(f"{self.name}: no tensor {tensor!r}; checked {[c.tensor for c in self.checks]}")
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict; non-finite numbers (an infinite error, no worst element) become None."""
-        return {
-            "name": self.name,
-            "verdict": self.verdict,
-            "eps": self.eps,
-            "details": dict(self.details),
-            "checks": [
-                {
-                    **{
-                        k: (v if not isinstance(v, float) or math.isfinite(v) else None)
-                        for k, v in _fields(c).items()
-                    },
-                    "shape": list(c.shape),
-                    "worst_index": None if c.worst_index is None else list(c.worst_index),
-                }
-                for c in self.checks
-            ],
-        }
+        """A JSON-ready dict (:func:`~backproplab.utils.jsonsafe.json_safe`: an infinite error is "inf")."""
+        return json_safe(
+            {
+                "name": self.name,
+                "verdict": self.verdict,
+                "eps": self.eps,
+                "details": dict(self.details),
+                "checks": [
+                    {
+                        **_fields(c),
+                        "shape": list(c.shape),
+                        "worst_index": None if c.worst_index is None else list(c.worst_index),
+                    }
+                    for c in self.checks
+                ],
+            }
+        )
 
 
 def _fields(c: TensorCheck) -> dict[str, Any]:
@@ -296,14 +297,8 @@ def format_table(reports: list[GradcheckReport]) -> str:
                     c.verdict,
                 )
             )
-    widths = [max(len(h), *(len(row[k]) for row in rows)) if rows else len(h) for k, h in enumerate(header)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    for k, row in enumerate(rows):
-        lines.append("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
-        if k in notes:
-            lines.append(f"    -> {notes[k]}")
-    return "\n".join(lines)
+    notes = {k: f"-> {note}" for k, note in notes.items()}
+    return "\n".join(text_table(header, rows, right=(3,), notes=notes))
 
 
 # ---------------------------------------------------------------------------------------- the check

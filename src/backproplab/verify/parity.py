@@ -36,21 +36,36 @@ import copy
 import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn as tnn
 
 from backproplab import nn
 from backproplab.errors import ShapeError
+from backproplab.instrument.recorder import LeafRecord, record_leaves, replay_forward
 from backproplab.nn.module import Module
 from backproplab.verify import hints as H
 from backproplab.verify.diff import TensorDiff, agree_rtol, tensor_diff
 from backproplab.verify.gradcheck import BackwardFailure, backward_failure
-from backproplab.verify.recorder import LeafRecord, record_leaves, replay_forward
+from backproplab.verify.parity_reference import (
+    Arrays,
+    TorchLoss,
+    reference_cross_entropy,
+    reference_nll_of_probabilities,
+    run_leaf,
+    run_loss,
+    run_model,
+)
+from backproplab.verify.parity_report import (
+    END_TO_END_RTOL,
+    LOSS,
+    MODEL,
+    ParityReport,
+    ParityRow,
+    format_table,
+)
 from backproplab.verify.trajectory import (
     TRAJ_LOSS_RTOL,
     TRAJ_PARAM_RTOL,
@@ -70,8 +85,6 @@ from backproplab.verify.twin import (
     torch_dtype,
 )
 
-#: End-to-end rows agree when ||A - B|| / ||B|| is at most this many times the per-layer tolerance.
-END_TO_END_FACTOR = 10.0
 #: A row also agrees when its error against a float64 twin is at most this many times the float32
 #: twin's own error against it: both sides then differ from exact arithmetic by rounding alone.
 ROUNDING_NOISE_FACTOR = 100.0
@@ -79,11 +92,6 @@ ROUNDING_NOISE_FACTOR = 100.0
 #: covers gradients that are zero up to rounding (a bias whose effect a later BatchNorm removes).
 FLOAT64_ABS_FLOOR = 1e-12
 
-#: (torch output, torch target) -> scalar loss tensor.
-TorchLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-MODEL = "(model)"
-LOSS = "loss"
 
 __all__ = [
     "TRAJ_LOSS_RTOL",
@@ -115,131 +123,13 @@ def _quiet(fn: Callable[_P, _R]) -> Callable[_P, _R]:
     return wrapper
 
 
-def END_TO_END_RTOL(dtype: str) -> float:
-    """The end-to-end tolerance on ``norm_rel_err`` for a model of ``dtype``."""
-    return END_TO_END_FACTOR * agree_rtol(dtype)
-
-
 # ---------------------------------------------------------------------------- reference losses
-def reference_cross_entropy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """PyTorch's default: ``cross_entropy(logits, target)``, mean over the batch."""
-    return F.cross_entropy(output, target)
-
-
-def reference_nll_of_probabilities(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """-mean log p[target] for probabilities p (a model ending in Softmax), log of max(p, tiny)."""
-    logp = torch.log(output.clamp_min(torch.finfo(output.dtype).tiny))
-    if target.dim() == 1:
-        return F.nll_loss(logp, target)
-    return -(target * logp).sum(dim=1).mean()
-
-
 def _ends_in_softmax(records: dict[str, LeafRecord]) -> bool:
     last = list(records.values())[-1] if records else None
     return last is not None and isinstance(last.module, nn.Softmax)
 
 
-# ---------------------------------------------------------------------------- report
-@dataclass
-class ParityRow:
-    """One compared tensor: ``layer`` (module path, ``loss`` or ``(model)``), ``quantity``, numbers."""
-
-    layer: str
-    quantity: str
-    order: str
-    diff: TensorDiff
-    status: str
-    hint: str | None = None
-    rounding_noise: float | None = None
-
-    @property
-    def diverges(self) -> bool:
-        return self.status == "DIVERGES"
-
-    @property
-    def shown_quantity(self) -> str:
-        """The quantity as the table shows it (the loss row's are "value" and "grad")."""
-        if self.layer == LOSS:
-            return "value" if self.quantity == "loss" else "grad"
-        return self.quantity
-
-    @property
-    def label(self) -> str:
-        """ "layers.0 weight grad", "loss", "loss grad", "(model) output"."""
-        return self.quantity if self.layer == LOSS else f"{self.layer} {self.quantity}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "layer": self.layer,
-            "quantity": self.quantity,
-            "order": self.order,
-            "status": self.status,
-            "hint": self.hint,
-            "rounding_noise": self.rounding_noise,
-            **self.diff.to_dict(),
-        }
-
-
-@dataclass
-class ParityReport:
-    """Result of :func:`compare_models` (and, optionally, :func:`compare_trajectories`)."""
-
-    rows: list[ParityRow]
-    end_to_end: list[ParityRow]
-    dtype: str
-    rtol: float
-    batch_size: int
-    reference_loss: str
-    hints: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    trajectory: TrajectoryReport | None = None
-
-    @property
-    def first_divergence(self) -> ParityRow | None:
-        """The first diverging per-layer row (forward order, then backward order), else end-to-end."""
-        return next((r for r in self.rows if r.diverges), None) or next(
-            (r for r in self.end_to_end if r.diverges), None
-        )
-
-    @property
-    def ok(self) -> bool:
-        """No row diverges, no hint fired, and the trajectories (if compared) agree."""
-        traj_ok = self.trajectory is None or self.trajectory.first_divergence is None
-        return self.first_divergence is None and not self.hints and traj_ok
-
-    def to_dict(self) -> dict[str, Any]:
-        first = self.first_divergence
-        return {
-            "ok": self.ok,
-            "dtype": self.dtype,
-            "rtol": self.rtol,
-            "batch_size": self.batch_size,
-            "reference_loss": self.reference_loss,
-            "first_divergence": None
-            if first is None
-            else {"layer": first.layer, "quantity": first.quantity, "order": first.order, "hint": first.hint},
-            "hints": list(self.hints),
-            "notes": list(self.notes),
-            "rows": [r.to_dict() for r in self.rows],
-            "end_to_end": [r.to_dict() for r in self.end_to_end],
-            "trajectory": None if self.trajectory is None else self.trajectory.to_dict(),
-        }
-
-
 # ---------------------------------------------------------------------------- helpers
-def _t(a: Any) -> torch.Tensor:
-    return torch.tensor(np.ascontiguousarray(a))
-
-
-def _np(t: torch.Tensor | None) -> np.ndarray | None:
-    return None if t is None else t.detach().cpu().numpy()
-
-
-def _torch_target(y: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
-    y = np.asarray(y)
-    return _t(y).long() if np.issubdtype(y.dtype, np.integer) else _t(y).to(dtype)
-
-
 def _make_row(
     layer: str,
     quantity: str,
@@ -305,57 +195,6 @@ def _check_batch(x: np.ndarray, y: np.ndarray) -> int:
     if len(np.asarray(y)) != len(x):
         raise ShapeError(f"parity: x has {len(x)} samples but y has {len(np.asarray(y))} labels")
     return len(x)
-
-
-Arrays = dict[str, np.ndarray]
-
-
-def _run_leaf(t_mod: tnn.Module, x: np.ndarray, grad_out: np.ndarray | None, dtype: torch.dtype) -> Arrays:
-    """One torch layer on the NumPy layer's input (and upstream gradient): output, input and param grads."""
-    x_t = _t(x)
-    if x_t.is_floating_point():
-        x_t = x_t.to(dtype).requires_grad_(True)
-    t_mod.zero_grad(set_to_none=True)
-    y_t = t_mod(x_t)
-    out: Arrays = {"output": y_t.detach().numpy()}
-    if grad_out is not None:
-        y_t.backward(_t(grad_out).to(y_t.dtype))
-        if x_t.grad is not None:
-            out["input grad"] = x_t.grad.numpy()
-        for pname, p in t_mod.named_parameters():
-            if p.grad is not None:
-                out[f"{pname} grad"] = p.grad.numpy()
-    return out
-
-
-def _run_loss(output: np.ndarray, y: np.ndarray, reference_loss: TorchLoss, dtype: torch.dtype) -> Arrays:
-    o_t = _t(output).to(dtype).requires_grad_(True)
-    loss = reference_loss(o_t, _torch_target(y, dtype))
-    loss.backward()
-    return {"loss": loss.detach().numpy(), "loss grad": o_t.grad.numpy()}  # type: ignore[union-attr]
-
-
-def _run_model(
-    twin: tnn.Module, x: np.ndarray, y: np.ndarray, reference_loss: TorchLoss, dtype: torch.dtype
-) -> Arrays:
-    """The whole twin from x alone: output, loss, loss grad, input grad, every parameter grad."""
-    x_t = _t(x).to(dtype).requires_grad_(True)
-    twin.zero_grad(set_to_none=True)
-    o_t = twin(x_t)
-    o_t.retain_grad()
-    loss = reference_loss(o_t, _torch_target(y, dtype))
-    loss.backward()
-    out: Arrays = {
-        "output": o_t.detach().numpy(),
-        "loss": loss.detach().numpy(),
-        "loss grad": o_t.grad.numpy(),
-    }
-    if x_t.grad is not None:
-        out["input grad"] = x_t.grad.numpy()
-    for name, p in twin.named_parameters():
-        if p.grad is not None:
-            out[f"{name} grad"] = p.grad.numpy()
-    return out
 
 
 # ---------------------------------------------------------------------------- per-layer parity
@@ -436,8 +275,8 @@ def compare_models(
 
     # The loss on the NumPy model's own output (first: the layers' hints need to know if it agrees).
     lvalue: Arrays = {"loss": np.asarray(loss_np), "loss grad": dout}
-    lref = _run_loss(out, y, reference_loss, tdtype)
-    lref64 = _run_loss(out, y, reference_loss, torch.float64) if twin64 is not None else None
+    lref = run_loss(out, y, reference_loss, tdtype)
+    lref64 = run_loss(out, y, reference_loss, torch.float64) if twin64 is not None else None
     lctx = {"output": out, "target": y, "batch_size": batch, "module": loss}
     loss_fwd = rows_for(LOSS, "forward", ["loss"], lvalue, lref, lref64, **lctx)
     loss_bwd = rows_for(LOSS, "backward", ["loss grad"], lvalue, lref, lref64, **lctx)
@@ -462,8 +301,8 @@ def compare_models(
             "batch_size": batch,
             "loss_agrees": loss_agrees,
         }
-        ref = _run_leaf(t_mod, rec.input, rec.grad_output, tdtype)  # type: ignore[arg-type]
-        ref64 = _run_leaf(mods64[name], rec.input, rec.grad_output, torch.float64) if name in mods64 else None  # type: ignore[arg-type]
+        ref = run_leaf(t_mod, rec.input, rec.grad_output, tdtype)  # type: ignore[arg-type]
+        ref64 = run_leaf(mods64[name], rec.input, rec.grad_output, torch.float64) if name in mods64 else None  # type: ignore[arg-type]
         value: Arrays = {"output": rec.output}  # type: ignore[dict-item]
         buffers = _buffer_values(rec, t_mod, mods64.get(name), ref, ref64, value)
         if rec.grad_input is not None:
@@ -491,8 +330,8 @@ def compare_models(
     if dx is not None:
         evalue["input grad"] = dx
     evalue.update({f"{n} grad": g for n, g in grads.items()})
-    eref = _run_model(twin, x, y, reference_loss, tdtype)
-    eref64 = _run_model(twin64, x, y, reference_loss, torch.float64) if twin64 is not None else None
+    eref = run_model(twin, x, y, reference_loss, tdtype)
+    eref64 = run_model(twin64, x, y, reference_loss, torch.float64) if twin64 is not None else None
     e2e_kw = {"rtol": END_TO_END_RTOL(dtype), "end_to_end": True, "loss_agrees": loss_agrees}
     e2e = rows_for(MODEL, "forward", ["output", "loss"], evalue, eref, eref64, **e2e_kw, **lctx)
     if failure is None:
@@ -637,77 +476,3 @@ def _summarise(report: ParityReport, records: dict[str, LeafRecord]) -> None:
                 f"BatchNorm); equal to a float64 twin within {ROUNDING_NOISE_FACTOR:g}x the float32 twin's "
                 "own rounding error"
             )
-
-
-# ---------------------------------------------------------------------------- text output
-def _fmt(v: float) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
-    if math.isinf(v):
-        return "inf"
-    return f"{v:.3g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
-
-
-def _table(rows: list[ParityRow]) -> list[str]:
-    wl = max([5, *(len(r.layer) for r in rows)])
-    wq = max([8, *(len(r.shown_quantity) for r in rows)])
-    head = (
-        f"{'layer':<{wl}}  {'quantity':<{wq}} {'max abs err':>11} {'max rel err':>11} {'cosine':>9} "
-        f"{'norm ratio':>10}  status"
-    )
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        d = r.diff
-        cos = "-" if math.isnan(d.cosine) else f"{d.cosine:.6f}"
-        status = r.status + (f": {r.hint}" if r.hint else "")
-        lines.append(
-            f"{r.layer:<{wl}}  {r.shown_quantity:<{wq}} {_fmt(d.max_abs_err):>11} {_fmt(d.max_rel_err):>11} "
-            f"{cos:>9} "
-            f"{_fmt(d.norm_ratio):>10}  {status}"
-        )
-    return lines
-
-
-def format_table(report: ParityReport) -> str:
-    """The report as text: per-layer table, end-to-end table, verdict, hints, notes, trajectory."""
-    lines = [
-        f"per-layer parity ({report.dtype}, batch {report.batch_size}, reference loss "
-        f"{report.reference_loss}; "
-        f"agreement: max rel err <= {report.rtol:g})",
-        *_table(report.rows),
-        "",
-        "end to end (twin run from the input alone; agreement: ||A-B||/||B|| <= "
-        f"{END_TO_END_RTOL(report.dtype):g})",
-        *_table(report.end_to_end),
-        "",
-    ]
-    first = report.first_divergence
-    if first is None:
-        lines.append("first divergence: none, parity holds")
-    else:
-        lines.append(f"first divergence: {first.label} ({first.order} order): {first.hint}")
-    lines += [f"hint: {h}" for h in report.hints]
-    lines += [f"note: {n}" for n in report.notes]
-    traj = report.trajectory
-    if traj is not None:
-        lines += [
-            "",
-            f"training trajectory ({traj.optimizer}, batch {traj.batch_size}; "
-            f"tolerances: loss {traj.loss_rtol:g}, parameters {traj.param_rtol:g})",
-            f"{'step':>4} {'loss numpy':>12} {'loss torch':>12} {'loss rel diff':>13} {'param rel diff':>14}",
-        ]
-        for s in traj.steps:
-            flag = "  DIVERGES" if s.diverges else ""
-            lines.append(
-                f"{s.step:>4} {s.loss_numpy:>12.6g} {s.loss_torch:>12.6g} {_fmt(s.loss_rel_diff):>13} "
-                f"{_fmt(s.param_rel_diff):>14}{flag}"
-            )
-        fd = traj.first_divergence
-        lines.append(
-            "trajectories agree at every step"
-            if fd is None
-            else f"trajectories diverge from step {fd}: {traj.hint}"
-        )
-        lines += [f"note: {n}" for n in traj.notes]
-    lines.append("PARITY HOLDS" if report.ok else "PARITY BROKEN")
-    return "\n".join(lines)

@@ -48,6 +48,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from backproplab import nn
+from backproplab.training.optimizers import OptimizerSpec
+from backproplab.utils.jsonsafe import json_safe
 from backproplab.verify.diff import tensor_diff
 from backproplab.verify.gradcheck import backward_failure
 from backproplab.verify.hints import EXPLAIN_RTOL, RowContext, explains, loss_reduction
@@ -77,76 +79,19 @@ UpdateRule = Callable[[dict[str, Any], np.ndarray, np.ndarray, int], np.ndarray]
 with ``state`` a dict the rule keeps between steps (float64 arrays)."""
 
 
-@dataclass(frozen=True)
-class OptimizerSpec:
-    """An optimizer and its hyperparameters, with torch.optim's meaning (and defaults).
+def update_rule(spec: OptimizerSpec) -> UpdateRule:
+    """torch.optim's update rule of ``spec``, in float64 (see :mod:`backproplab.nn.optim`)."""
+    if spec.name == "sgd":
+        return _sgd_rule(spec)
+    if spec.name == "adam":
+        return _adam_rule(spec)
+    raise ValueError(f"no reference update rule for {spec.describe()}; trajectories compare sgd and adam")
 
-    ``name`` is "sgd" (``lr``, ``momentum``, ``dampening``, ``nesterov``, ``weight_decay``) or
-    "adam" (``lr``, ``betas``, ``eps``, ``weight_decay``: L2 added to the gradient, not AdamW).
-    """
 
-    name: str
-    lr: float = 1e-3
-    momentum: float = 0.0
-    dampening: float = 0.0
-    nesterov: bool = False
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-
-    def __post_init__(self) -> None:
-        if self.name not in ("sgd", "adam"):
-            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.name!r}")
-        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
-            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
-
-    def describe(self) -> str:
-        """ "SGD(lr=0.01, momentum=0.9, nesterov=True)": the name and every non-default setting."""
-        defaults = OptimizerSpec(self.name)
-        keys = (
-            ("momentum", "dampening", "nesterov", "weight_decay")
-            if self.name == "sgd"
-            else ("betas", "eps", "weight_decay")
-        )
-        parts = [f"lr={self.lr:g}"]
-        for k in keys:
-            v = getattr(self, k)
-            if v != getattr(defaults, k):
-                parts.append(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}")
-        return f"{'SGD' if self.name == 'sgd' else 'Adam'}({', '.join(parts)})"
-
-    def numpy(self, params: list[nn.Parameter]) -> nn.optim.Optimizer:
-        """The backproplab optimizer over ``params``."""
-        if self.name == "sgd":
-            return nn.optim.SGD(
-                params, lr=self.lr, momentum=self.momentum, dampening=self.dampening,
-                weight_decay=self.weight_decay, nesterov=self.nesterov,
-            )  # fmt: skip
-        return nn.optim.Adam(
-            params, lr=self.lr, betas=self.betas, eps=self.eps, weight_decay=self.weight_decay
-        )
-
-    def torch(self, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
-        """The torch.optim optimizer over ``params``."""
-        import torch
-
-        if self.name == "sgd":
-            return torch.optim.SGD(
-                params, lr=self.lr, momentum=self.momentum, dampening=self.dampening,
-                weight_decay=self.weight_decay, nesterov=self.nesterov,
-            )  # fmt: skip
-        return torch.optim.Adam(
-            params, lr=self.lr, betas=self.betas, eps=self.eps, weight_decay=self.weight_decay
-        )
-
-    def rule(self) -> UpdateRule:
-        """torch.optim's update rule, in float64 (see :mod:`backproplab.nn.optim`)."""
-        return _sgd_rule(self) if self.name == "sgd" else _adam_rule(self)
-
-    def hypotheses(self) -> list[tuple[str, UpdateRule]]:
-        """(description, rule) of the usual ways to get this optimizer wrong, for these settings
-        (only those that give another update than torch's)."""
-        return _sgd_hypotheses(self) if self.name == "sgd" else _adam_hypotheses(self)
+def rule_hypotheses(spec: OptimizerSpec) -> list[tuple[str, UpdateRule]]:
+    """(description, rule) of the usual ways to get ``spec`` wrong, for its settings (only those
+    that give another update than torch's)."""
+    return _sgd_hypotheses(spec) if spec.name == "sgd" else _adam_hypotheses(spec)
 
 
 def _sgd_rule(
@@ -371,9 +316,7 @@ class TrajectoryStep:
     worst_parameter: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in vars(self).items()
-        }
+        return json_safe(vars(self))
 
 
 @dataclass
@@ -464,7 +407,7 @@ def run_trajectory(
         spec=optimizer,
     )  # fmt: skip
     floor = noise_floor(dtype)
-    rules = [("torch's rule", optimizer.rule()), *optimizer.hypotheses()]
+    rules = [("torch's rule", update_rule(optimizer)), *rule_hypotheses(optimizer)]
     start = torch_side.parameters()
     names = list(start)
     samples = {
@@ -626,8 +569,8 @@ def compare_trajectories(
     Dropout layers run in evaluation mode on both sides (noted in the report). Built on
     :func:`run_trajectory`.
     """
+    from backproplab.instrument.recorder import record_leaves
     from backproplab.verify import parity as P
-    from backproplab.verify.recorder import record_leaves
     from backproplab.verify.twin import is_random_dropout
 
     with np.errstate(all="ignore"):

@@ -4,11 +4,54 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from functools import partial
 
 import numpy as np
 
 from backproplab.nn.optim.optimizer import Optimizer
+from backproplab.nn.parallel import parallel_blocks
 from backproplab.nn.parameter import Parameter
+
+
+def adam_update(
+    p: np.ndarray,
+    g: np.ndarray,
+    m: np.ndarray,
+    v: np.ndarray,
+    betas: tuple[float, float],
+    step_size: float,
+    root_c2: float,
+    eps: float,
+) -> None:
+    """One Adam update of (slices of) a parameter ``p``, its gradient ``g`` and moments ``m``, ``v``
+    (all the same shape), in place.
+
+    m <- m + (1 - b1) (g - m); v <- b2 v + (1 - b2) g^2; p <- p - step_size * m / (sqrt(v) / root_c2 + eps),
+    with step_size = lr / (1 - b1^t) and root_c2 = sqrt(1 - b2^t). The same operations in the same
+    order on every element whatever the slicing, so blocked and whole-array updates agree bit for bit.
+    """
+    b1, b2 = betas
+    tmp = g - m
+    tmp *= 1 - b1
+    m += tmp  # torch's lerp_: m + (1 - b1) * (g - m)
+    v *= b2
+    np.multiply(g, 1 - b2, out=tmp)
+    tmp *= g
+    v += tmp  # (1 - b2) * g * g
+    denom = np.sqrt(v)
+    denom /= root_c2
+    denom += eps
+    np.divide(m, denom, out=tmp)
+    tmp *= step_size
+    p -= tmp
+
+
+def _adam_block(
+    flat: list[np.ndarray], betas: tuple[float, float], step_size: float, root_c2: float, eps: float, s: slice
+) -> None:
+    """:func:`adam_update` on the slice ``s`` of flattened (p, g, m, v)."""
+    p, g, m, v = (a[s] for a in flat)
+    adam_update(p, g, m, v, betas, step_size, root_c2, eps)
 
 
 class Adam(Optimizer):
@@ -47,11 +90,12 @@ class Adam(Optimizer):
             st["step"] += 1
             t = int(st["step"])
             m, v = st["exp_avg"], st["exp_avg_sq"]
-            m += (1 - b1) * (g - m)  # torch's lerp_: m + (1 - b1) * (g - m)
-            v *= b2
-            v += (1 - b2) * g * g
-            step_size = self.lr / (1 - b1**t)
-            denom = np.sqrt(v)
-            denom /= math.sqrt(1 - b2**t)
-            denom += self.eps
-            p.data -= step_size * (m / denom)
+            step_size, root_c2 = self.lr / (1 - b1**t), math.sqrt(1 - b2**t)
+            arrays = (p.data, g, m, v)
+            if all(a.flags.c_contiguous for a in arrays):  # cache-sized blocks over the threads
+                flat = [a.reshape(-1) for a in arrays]
+                parallel_blocks(
+                    p.data.size, partial(_adam_block, flat, self.betas, step_size, root_c2, self.eps)
+                )
+            else:
+                adam_update(*arrays, self.betas, step_size, root_c2, self.eps)

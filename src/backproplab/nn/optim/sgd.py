@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 
 import numpy as np
 
 from backproplab.nn.optim.optimizer import Optimizer
+from backproplab.nn.parallel import parallel_blocks
 from backproplab.nn.parameter import Parameter
+
+
+def sgd_update(p: np.ndarray, g: np.ndarray, lr: float) -> None:
+    """p <- p - lr * g in place, for (matching slices of) a parameter and its gradient."""
+    p -= np.multiply(g, lr)
+
+
+def _sgd_block(p: np.ndarray, g: np.ndarray, lr: float, s: slice) -> None:
+    """:func:`sgd_update` on the slice ``s`` of flattened p and g."""
+    sgd_update(p[s], g[s], lr)
 
 
 class SGD(Optimizer):
@@ -50,8 +62,9 @@ class SGD(Optimizer):
                     buf *= self.momentum
                     buf += (1 - self.dampening) * g
                 g = g + self.momentum * buf if self.nesterov else buf
-            scratch = st.get("_scratch")
-            if scratch is None or scratch.shape != g.shape or scratch.dtype != g.dtype:
-                scratch = st["_scratch"] = np.empty_like(g)  # reused buffer for lr * g
-            np.multiply(g, self.lr, out=scratch)
-            p.data -= scratch
+            if p.data.flags.c_contiguous and g.flags.c_contiguous and g.dtype == p.data.dtype:
+                # p <- p - lr * g in cache-sized blocks over the threads (lr * g never leaves the cache)
+                pf, gf = p.data.reshape(-1), g.reshape(-1)
+                parallel_blocks(pf.size, partial(_sgd_block, pf, gf, self.lr))
+            else:
+                sgd_update(p.data, g, self.lr)

@@ -1,0 +1,121 @@
+"""MaxPool2d, AdaptiveAvgPool2d, GlobalAvgPool2d: central differences (float64) and the torch twin (float32)
+(nn_checks), ties routed as torch routes them, values by hand, errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from nn_checks import CHECKS, check_twin
+
+from backproplab.errors import ShapeError
+from backproplab.nn import AdaptiveAvgPool2d, GlobalAvgPool2d, MaxPool2d
+from backproplab.nn.pooling import adaptive_bins
+from backproplab.verify import GradcheckCase
+from backproplab.verify.registry import without_ties
+
+#: Exact results (a mean of 15 float64 values, by hand) to round-off.
+BY_HAND_RTOL = 1e-12
+
+
+@st.composite
+def pool_cases(draw: Any) -> dict[str, Any]:
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    ph, pw = draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))  # torch: padding <= kernel / 2
+    return {
+        "n": draw(st.integers(1, 2)),
+        "c": draw(st.integers(1, 3)),
+        "h": draw(st.integers(max(1, kh - 2 * ph), 7)),
+        "w": draw(st.integers(max(1, kw - 2 * pw), 7)),
+        "kernel": (kh, kw),
+        "stride": (draw(st.integers(1, 3)), draw(st.integers(1, 3))),
+        "padding": (ph, pw),
+    }
+
+
+@pytest.mark.parametrize("check", CHECKS)
+@settings(max_examples=25, deadline=None)
+@given(case=pool_cases(), seed=st.integers(0, 2**16), nhwc_memory=st.booleans())
+def test_maxpool(check: Callable[..., object], case: dict[str, Any], seed: int, nhwc_memory: bool) -> None:
+    """Inputs without ties (distinct values 1e-2 apart: a max is not differentiable at a tie); against
+    torch the output is bit-equal (a max is exact)."""
+    shape = (case["n"], case["c"], case["h"], case["w"])
+    pool = GradcheckCase(
+        "MaxPool2d",
+        "MaxPool2d",
+        lambda rng: MaxPool2d(case["kernel"], case["stride"], case["padding"]),
+        lambda rng: without_ties(rng, shape),
+    )
+    check(pool, seed, tensors=["input"], nhwc_memory=nhwc_memory, exact_output=True)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("shape", [(1, 2, 7, 5), (2, 3, 8, 8), (1, 1, 1, 1), (2, 1, 2, 3)])
+def test_maxpool_practical_3_2_1_with_ties_routes_like_torch(shape: tuple[int, ...]) -> None:
+    """The practical's MaxPool2d(3, 2, 1) on odd sizes, with many ties (integer inputs): torch sends the
+    gradient to the first maximum of each window in row-major order, and so must we."""
+    pool = GradcheckCase(
+        "MaxPool2d(3, 2, 1) with ties",
+        "MaxPool2d",
+        lambda rng: MaxPool2d(3, 2, 1),
+        lambda rng: rng.integers(0, 3, size=shape).astype(np.float64),
+    )
+    check_twin(pool, 2, exact_output=True)
+
+
+@st.composite
+def adaptive_cases(draw: Any) -> dict[str, Any]:
+    return {
+        "n": draw(st.integers(1, 2)),
+        "c": draw(st.integers(1, 3)),
+        "h": draw(st.integers(1, 7)),
+        "w": draw(st.integers(1, 7)),
+        "out": (draw(st.integers(1, 4)), draw(st.integers(1, 4))),
+    }
+
+
+@pytest.mark.parametrize("check", CHECKS)
+@settings(max_examples=20, deadline=None)
+@given(case=adaptive_cases(), seed=st.integers(0, 2**16))
+def test_adaptive_avgpool(check: Callable[..., object], case: dict[str, Any], seed: int) -> None:
+    shape = (case["n"], case["c"], case["h"], case["w"])
+    pool = GradcheckCase(
+        "AdaptiveAvgPool2d",
+        "AdaptiveAvgPool2d",
+        lambda rng: AdaptiveAvgPool2d(case["out"]),
+        lambda rng: rng.normal(size=shape),
+    )
+    check(pool, seed, tensors=["input"])
+
+
+def test_global_avgpool_is_the_spatial_mean() -> None:
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(2, 3, 5, 3))
+    pool = GlobalAvgPool2d()
+    y = pool(x)
+    np.testing.assert_allclose(y, x.mean(axis=(2, 3), keepdims=True), rtol=BY_HAND_RTOL)
+    g = rng.normal(size=(2, 3, 1, 1))
+    np.testing.assert_allclose(pool.backward(g), np.broadcast_to(g / 15, x.shape), rtol=BY_HAND_RTOL)
+    assert adaptive_bins(5, 3) == [(0, 2), (1, 4), (3, 5)]  # torch's overlapping bins
+
+
+def test_maxpool_caches_one_byte_per_output_and_errors() -> None:
+    pool = MaxPool2d(3, 2, 1)
+    x = np.zeros((2, 4, 9, 9), np.float32)
+    y = pool(x)
+    winner, _ = pool._cache  # type: ignore[misc]
+    assert winner.dtype == np.uint8 and winner.size == y.size
+    pool.backward(y)
+    with pytest.raises(RuntimeError, match=r"MaxPool2d\.backward called without a forward"):
+        pool.backward(y)
+    with pytest.raises(ValueError, match="at most half the kernel"):
+        MaxPool2d(3, 1, 2)
+    with pytest.raises(ShapeError, match="4-D input"):
+        pool(np.zeros((4, 9, 9), np.float32))
+    with pytest.raises(ShapeError, match="smaller than the window"):
+        MaxPool2d(3)(np.zeros((1, 1, 2, 2), np.float32))
+    assert MaxPool2d(2).stride == (2, 2)  # stride defaults to the kernel, as torch
