@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C as a terminal delivers it, whatever started the suite: a background job of a
+    non-interactive shell (``cmd &``, ``nohup``) inherits SIGINT *ignored*, and so would every
+    subprocess the signal tests start; the tests of Ctrl-C handling need Python's default handler."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 

@@ -6,6 +6,7 @@ a subprocess; every Ray process a test started is stopped at its end (found by i
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -93,7 +94,10 @@ def test_embedded_sweep_stopped_midway_and_resumed(tmp_path: Path, ray_env: RayE
     assert proc.wait(timeout=120) == 130, (tmp_path / "first.log").read_text()
     first = (tmp_path / "first.log").read_text()
     assert f"continue with: backproplab sweep --resume {sweep}" in first
-    assert "sweep tiny: 0/4 done, 1 running, 3 pending" in first
+    # the progress line while a trial runs (which counts it shows depends on when the events came)
+    assert re.search(
+        r"sweep tiny: [0-3]/4 done(?: \(\d+ stopped early\))?, 1 running, [0-3] pending", first
+    ), first
     kept = {p.name: p.read_bytes() for p in (trials / "trial-00").iterdir() if p.is_file()}
     was_partial = not (trials / "trial-01" / "summary.json").is_file() or json.loads(
         (trials / "trial-01" / "summary.json").read_text()

@@ -65,6 +65,9 @@ def test_labels_name_what_differs(tmp_path: Path) -> None:
         "mlp-torch learning_rate=0.01",
     ]
     assert run_labels([configs[0], dict(configs[0])], ["a", "b"]) == ["a", "b"]
+    torch_run = {**configs[0], "trainer": "convnet", "device": "cpu", "amp": "none"}
+    numpy_run = {**configs[0], "trainer": "convnet-numpy"}  # no --device, --amp: not a difference
+    assert run_labels([torch_run, numpy_run], ["a", "b"]) == ["convnet", "convnet-numpy"]
 
 
 def test_mixed_datasets_are_refused_unless_asked(tmp_path: Path) -> None:

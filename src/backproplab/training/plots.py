@@ -154,9 +154,11 @@ def _config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def run_labels(configs: Sequence[dict[str, Any]], names: Sequence[str]) -> list[str]:
-    """A label per run from what differs between the configs (trainer, dataset, varying flags);
-    the directory names when nothing does."""
-    keys = sorted({k for c in configs for k in c} - UNLABELLED)
+    """A label per run from what differs between the configs (trainer, dataset, and the flags that
+    every run has but with different values: a flag only one trainer has, such as ``--device``
+    beside a NumPy run, names no difference); the directory names when nothing differs."""
+    shared = set.intersection(*(set(c) for c in configs)) if configs else set()
+    keys = sorted((shared | {"trainer", "dataset"}) - UNLABELLED)
     varying = [k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]
     first = [k for k in ("trainer", "dataset") if k in varying]
     varying = first + [k for k in varying if k not in first]
