@@ -96,14 +96,7 @@ def parallel_blocks(
         for start in range(part.start, part.stop, block):
             fn(slice(start, min(start + block, part.stop)))
 
-    if threads <= 1:
-        run(slice(0, size))
-        return
-    parts = split(size, threads)
-    futures = [_executor(threads - 1).submit(run, part) for part in parts[1:]]
-    run(parts[0])
-    for f in futures:
-        f.result()
+    _run_parts(run, size, threads)
 
 
 def parallel_rows(n_rows: int, fn: Callable[[slice], None], row_elements: int) -> None:
@@ -113,10 +106,16 @@ def parallel_rows(n_rows: int, fn: Callable[[slice], None], row_elements: int) -
     (whole rows, no cache blocking: for operations such as strided window maxima).
     """
     threads = min(num_threads(), n_rows, max(1, n_rows * row_elements // MIN_PARALLEL_ELEMENTS))
+    _run_parts(fn, n_rows, threads)
+
+
+def _run_parts(fn: Callable[[slice], None], size: int, threads: int) -> None:
+    """``fn`` on ``threads`` contiguous parts of ``range(size)``: the first on the calling thread, the
+    others on the pool; waits for all (and re-raises their exceptions)."""
     if threads <= 1:
-        fn(slice(0, n_rows))
+        fn(slice(0, size))
         return
-    parts = split(n_rows, threads)
+    parts = split(size, threads)
     futures = [_executor(threads - 1).submit(fn, part) for part in parts[1:]]
     fn(parts[0])
     for f in futures:

@@ -100,25 +100,15 @@ def reported(record: dict[str, Any]) -> dict[str, Any]:
 
 def summary_from_metrics(records: list[dict[str, Any]], status: str) -> dict[str, Any]:
     """A summary.json for a run that ended without writing one, from its metrics."""
-    evals = [r for r in records if "test_acc" in r]
     summary: dict[str, Any] = {"status": status, "steps": records[-1]["step"] if records else 0}
-    if evals:
-        best = max(evals, key=lambda r: r["test_acc"])
-        summary.update(
-            final_test_acc=evals[-1]["test_acc"],
-            final_test_loss=evals[-1].get("test_loss"),
-            best_test_acc=best["test_acc"],
-            best_step=best["step"],
-        )
-    vals = [r for r in records if "val_acc" in r]
-    if vals:
-        best_val = max(vals, key=lambda r: r["val_acc"])
-        summary.update(
-            final_val_acc=vals[-1]["val_acc"],
-            final_val_loss=vals[-1].get("val_loss"),
-            best_val_acc=best_val["val_acc"],
-            best_val_step=best_val["step"],
-        )
+    for split, best_step in (("test", "best_step"), ("val", "best_val_step")):
+        evals = [r for r in records if f"{split}_acc" in r]
+        if evals:
+            best = max(evals, key=lambda r: r[f"{split}_acc"])
+            summary[f"final_{split}_acc"] = evals[-1][f"{split}_acc"]
+            summary[f"final_{split}_loss"] = evals[-1].get(f"{split}_loss")
+            summary[f"best_{split}_acc"] = best[f"{split}_acc"]
+            summary[best_step] = best["step"]
     return summary
 
 
