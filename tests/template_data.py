@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+from PIL import Image
 
 from backproplab.data import Dataset
 
@@ -34,3 +37,21 @@ def template_dataset(
     return Dataset(
         "synthetic", x_train, y_train, x_test, y_test, ("a", "b", "c", "d"), "generated in the test"
     )
+
+
+def write_image_folder(ds: Dataset, root: Path) -> Path:
+    """Write ``ds`` as an image folder, ``root/train/<class>/<index>.png`` and ``root/test/...``;
+    return ``root``.
+
+    ``--data_dir root`` loads it (as CIFAR-10, whose loader reads image folders of any image size):
+    the same pixels (PNG is lossless) and labels, grouped by class, the loader's order. The images
+    must have 3 channels (the loader decodes to RGB) and the class names must sort in label order.
+    """
+    if list(ds.classes) != sorted(ds.classes) or ds.x_train.shape[-1] != 3:
+        raise ValueError("an image folder needs RGB images and class names that sort in label order")
+    for split, xs, ys in (("train", ds.x_train, ds.y_train), ("test", ds.x_test, ds.y_test)):
+        for cls in ds.classes:
+            (root / split / cls).mkdir(parents=True, exist_ok=True)
+        for i, (img, label) in enumerate(zip(xs, ys, strict=True)):
+            Image.fromarray(img).save(root / split / ds.classes[int(label)] / f"{i:05d}.png")
+    return root

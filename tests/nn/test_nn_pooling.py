@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from nn_checks import CHECKS, check_twin
 
 from backproplab.errors import ShapeError
-from backproplab.nn import AdaptiveAvgPool2d, GlobalAvgPool2d, MaxPool2d
+from backproplab.nn import AdaptiveAvgPool2d, GlobalAvgPool2d, MaxPool2d, parallel
 from backproplab.nn.pooling import adaptive_bins
 from backproplab.verify import GradcheckCase
 from backproplab.verify.registry import without_ties
@@ -119,3 +119,34 @@ def test_maxpool_caches_one_byte_per_output_and_errors() -> None:
     with pytest.raises(ShapeError, match="smaller than the window"):
         MaxPool2d(3)(np.zeros((1, 1, 2, 2), np.float32))
     assert MaxPool2d(2).stride == (2, 2)  # stride defaults to the kernel, as torch
+
+
+@pytest.mark.parametrize("nhwc_memory", [False, True])
+@pytest.mark.parametrize("geometry", [(3, 2, 1), (2, 2, 0), ((3, 2), (1, 2), (1, 0))])
+def test_maxpool_chunked_and_threaded_is_bit_equal(
+    monkeypatch: pytest.MonkeyPatch, geometry: tuple[Any, ...], nhwc_memory: bool
+) -> None:
+    """Split over 2 threads in chunks of one image, forward and backward give the same bits as one
+    pass over the whole batch (integer inputs, so ties route through the same winners)."""
+    rng = np.random.default_rng(7)
+    x = rng.integers(0, 4, size=(5, 3, 7, 6)).astype(np.float32)
+    if nhwc_memory:
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    g = rng.standard_normal((5, 3, *MaxPool2d(*geometry).output_hw(7, 6)), dtype=np.float32)
+
+    def run() -> tuple[np.ndarray, np.ndarray]:
+        pool = MaxPool2d(*geometry)
+        return pool(x), pool.backward(g)
+
+    parallel.set_num_threads(1)
+    try:
+        y_ref, dx_ref = run()
+        monkeypatch.setattr(parallel, "MIN_PARALLEL_ELEMENTS", 1)
+        monkeypatch.setattr(parallel, "CHUNK_BYTES", 1)
+        parallel.set_num_threads(2)
+        y, dx = run()
+    finally:
+        parallel.set_num_threads(None)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(dx, dx_ref)
+    assert np.count_nonzero(dx_ref) > 0

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import torch
-from template_data import template_dataset
+from template_data import template_dataset, write_image_folder
 
 from backproplab.cli.main import main
 from backproplab.data import Dataset
@@ -32,19 +32,26 @@ def synthetic_dataset() -> Dataset:
     return template_dataset(n_train=240, n_test=80, side=6, noise=40, balanced=False)
 
 
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The synthetic images as an image folder: these tests train through the command line (exit
+    codes, one-line errors, --resume), and a resumed run reloads its data from its config."""
+    return write_image_folder(synthetic_dataset(), tmp_path_factory.mktemp("data"))
+
+
 @pytest.fixture(autouse=True)
-def fake_data(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(mlp_torch, "load_dataset", lambda name, data_dir=None: synthetic_dataset())
+def one_thread() -> Iterator[None]:
     old = torch.get_num_threads()
     torch.set_num_threads(1)  # reproducible and fast on a shared machine
     yield
     torch.set_num_threads(old)
 
 
-def train_args(out: Path, *extra: str) -> list[str]:
-    return ["train", "mlp-torch", "--dnn_hidden_units", "16", "--batch_size", "20", "--eval_freq", "10",
-            "--optimizer", "adam", "--learning_rate", "3e-3", "--batchnorm", "--lr_schedule", "step", "--lr_step_size", "7",
-            "--lr_gamma", "0.5", "--device", "cpu", "--out", str(out), *extra]  # fmt: skip
+def train_args(data_dir: Path, out: Path, *extra: str) -> list[str]:
+    return ["train", "mlp-torch", "--data_dir", str(data_dir), "--dnn_hidden_units", "16",
+            "--batch_size", "20", "--eval_freq", "10", "--optimizer", "adam", "--learning_rate", "3e-3",
+            "--batchnorm", "--lr_schedule", "step", "--lr_step_size", "7", "--lr_gamma", "0.5",
+            "--device", "cpu", "--out", str(out), *extra]  # fmt: skip
 
 
 def metrics(run: Path) -> list[dict[str, Any]]:
@@ -60,17 +67,14 @@ def assert_same_metrics(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> Non
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
-    """Metrics of 40 uninterrupted steps (through the CLI, so the fixture patches apply by hand)."""
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> list[dict[str, Any]]:
+    """Metrics of 40 uninterrupted steps (a module fixture: one_thread is set by hand)."""
     out = tmp_path_factory.mktemp("full") / "run"
-    mp = pytest.MonkeyPatch()
-    mp.setattr(mlp_torch, "load_dataset", lambda name, data_dir=None: synthetic_dataset())
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        assert main(train_args(out, "--max_steps", "40")) == 0
+        assert main(train_args(data_dir, out, "--max_steps", "40")) == 0
     finally:
-        mp.undo()
         torch.set_num_threads(old)
     records = metrics(out)
     assert [r["step"] for r in records] == list(range(1, 41))
@@ -81,10 +85,10 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, An
 
 
 def test_resume_after_a_shorter_run_gives_the_uninterrupted_metrics(
-    tmp_path: Path, uninterrupted: list[dict[str, Any]]
+    data_dir: Path, tmp_path: Path, uninterrupted: list[dict[str, Any]]
 ) -> None:
     out = tmp_path / "run"
-    assert main(train_args(out, "--max_steps", "20")) == 0
+    assert main(train_args(data_dir, out, "--max_steps", "20")) == 0
     ckpt = load_checkpoint(out / "checkpoint.pt", "mlp-torch")
     assert ckpt["step"] == 20 and ckpt["config"]["max_steps"] == 20
     assert main(["train", "mlp-torch", "--resume", str(out), "--max_steps", "40"]) == 0
@@ -98,7 +102,7 @@ def test_resume_after_a_shorter_run_gives_the_uninterrupted_metrics(
 
 
 def test_ctrl_c_saves_a_checkpoint_exits_130_and_resumes_exactly(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, uninterrupted: list[dict[str, Any]]
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, uninterrupted: list[dict[str, Any]]
 ) -> None:
     out = tmp_path / "run"
     real_step = TorchTrainTask.train_step
@@ -111,7 +115,7 @@ def test_ctrl_c_saves_a_checkpoint_exits_130_and_resumes_exactly(
         return real_step(self)
 
     monkeypatch.setattr(TorchTrainTask, "train_step", step_then_interrupt)
-    assert main(train_args(out, "--max_steps", "40")) == 130
+    assert main(train_args(data_dir, out, "--max_steps", "40")) == 130
     assert load_checkpoint(out / "checkpoint.pt")["step"] == 13
     assert json.loads((out / "summary.json").read_text())["status"] == "interrupted"
     assert [r["step"] for r in metrics(out)] == list(range(1, 14))
@@ -121,7 +125,7 @@ def test_ctrl_c_saves_a_checkpoint_exits_130_and_resumes_exactly(
 
 
 def test_sigint_mid_step_finishes_the_step_before_saving(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, uninterrupted: list[dict[str, Any]]
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, uninterrupted: list[dict[str, Any]]
 ) -> None:
     """A real SIGINT during optimizer.step: the step completes, then training stops with its checkpoint."""
     out = tmp_path / "run"
@@ -135,7 +139,7 @@ def test_sigint_mid_step_finishes_the_step_before_saving(
         return real_step(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.optim.Adam, "step", step_with_sigint)
-    assert main(train_args(out, "--max_steps", "40")) == 130
+    assert main(train_args(data_dir, out, "--max_steps", "40")) == 130
     assert load_checkpoint(out / "checkpoint.pt")["step"] == 17
     monkeypatch.setattr(torch.optim.Adam, "step", real_step)
     assert main(["train", "mlp-torch", "--resume", str(out)]) == 0
@@ -158,10 +162,10 @@ def test_deferred_interrupts_wait_for_the_step_and_a_second_one_forces() -> None
 
 
 def test_resume_rejects_other_flags_and_finished_runs(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "run"
-    assert main(train_args(out, "--max_steps", "10")) == 0
+    assert main(train_args(data_dir, out, "--max_steps", "10")) == 0
     capsys.readouterr()
     assert main(["train", "mlp-torch", "--resume", str(out), "--learning_rate", "0.5"]) == 2
     err = capsys.readouterr().err
@@ -177,10 +181,10 @@ def test_resume_rejects_other_flags_and_finished_runs(
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
 def test_corrupt_checkpoint_is_a_one_line_error(
-    tmp_path: Path, damage: str, capsys: pytest.CaptureFixture[str]
+    data_dir: Path, tmp_path: Path, damage: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "run"
-    assert main(train_args(out, "--max_steps", "10")) == 0
+    assert main(train_args(data_dir, out, "--max_steps", "10")) == 0
     path = out / "checkpoint.pt"
     data = path.read_bytes()
     path.write_bytes({"truncate": data[: len(data) // 2], "garbage": os.urandom(4096), "empty": b""}[damage])
@@ -191,10 +195,10 @@ def test_corrupt_checkpoint_is_a_one_line_error(
     assert err.count("\n") == 1
 
 
-def test_checkpoint_of_another_architecture_is_a_one_line_error(tmp_path: Path) -> None:
+def test_checkpoint_of_another_architecture_is_a_one_line_error(data_dir: Path, tmp_path: Path) -> None:
     small, big = tmp_path / "small", tmp_path / "big"
-    assert main(train_args(small, "--max_steps", "10")) == 0
-    assert main(train_args(big, "--max_steps", "10", "--dnn_hidden_units", "32")) == 0
+    assert main(train_args(data_dir, small, "--max_steps", "10")) == 0
+    assert main(train_args(data_dir, big, "--max_steps", "10", "--dnn_hidden_units", "32")) == 0
     (small / "checkpoint.pt").write_bytes((big / "checkpoint.pt").read_bytes())
     with pytest.raises(
         CheckpointError, match=r"written with --dnn_hidden_units '32', the run has --dnn_hidden_units '16'"
@@ -295,9 +299,9 @@ def test_sampler_state_continues_the_same_batches() -> None:
         DeviceBatchSampler(4, 5, torch.Generator())
 
 
-def test_checkpoint_from_another_device_type_is_refused(tmp_path: Path) -> None:
+def test_checkpoint_from_another_device_type_is_refused(data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    assert main(train_args(out, "--max_steps", "10")) == 0
+    assert main(train_args(data_dir, out, "--max_steps", "10")) == 0
     ckpt = load_checkpoint(out / "checkpoint.pt")
     ckpt["device"] = "cuda"
     torch.save(ckpt, out / "checkpoint.pt")

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from template_data import template_dataset
+from template_data import template_dataset, write_image_folder
 
 from backproplab import nn
 from backproplab.cli.dataclass_args import config_from_namespace
@@ -40,8 +40,7 @@ def synthetic_dataset(side: int = 8, channels: int = 3) -> Dataset:
 
 
 @pytest.fixture(autouse=True)
-def fake_data(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(convnet, "load_dataset", lambda name, data_dir=None: synthetic_dataset())
+def one_thread() -> Iterator[None]:
     old = torch.get_num_threads()
     torch.set_num_threads(1)  # reproducible, and faster on a shared 2-core machine
     yield
@@ -51,6 +50,11 @@ def fake_data(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def cli(out: Path, *extra: str) -> list[str]:
     return ["train", "convnet", "--batch_size", "8", "--learning_rate", "1e-3", "--device", "cpu",
             "--out", str(out), *extra]  # fmt: skip
+
+
+def config(out: Path, **kwargs: Any) -> convnet.ConvNetConfig:
+    """The config of :func:`cli` (``kwargs`` for its extra flags), for ``convnet.run(cfg, dataset=...)``."""
+    return convnet.ConvNetConfig(batch_size=8, learning_rate=1e-3, device="cpu", out=str(out), **kwargs)
 
 
 def metrics(run: Path) -> list[dict[str, Any]]:
@@ -97,14 +101,14 @@ def test_bad_values_exit_2_with_one_line(
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("convnet") / "run"
-    mp = pytest.MonkeyPatch()
-    mp.setattr(convnet, "load_dataset", lambda name, data_dir=None: synthetic_dataset())
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        assert main(cli(out, "--max_steps", "40", "--eval_freq", "20")) == 0
+        summary = convnet.run(
+            config(out, max_steps=40, eval_freq=20), dataset=synthetic_dataset(), progress=False
+        )
+        assert summary["status"] == "completed"
     finally:
-        mp.undo()
         torch.set_num_threads(old)
     return out
 
@@ -138,14 +142,14 @@ def test_model_npz_holds_the_convnet_state_and_reproduces_the_accuracy(trained: 
     model = ConvNet(3, 4)
     assert list(state) == list(model.state_dict())
     model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
-    task, _, _ = convnet.build_task(convnet.ConvNetConfig(device="cpu"), InterruptFlag())
+    task, _, _ = convnet.build_task(convnet.ConvNetConfig(device="cpu"), InterruptFlag(), synthetic_dataset())
     task.model = model
     assert task.evaluate()["test_acc"] == metrics(trained)[-1]["test_acc"]
 
 
 def test_evaluation_uses_running_statistics_whatever_the_batch_size() -> None:
     cfg = convnet.ConvNetConfig(device="cpu", learning_rate=1e-3, batch_size=8).resolved()
-    task, _, _ = convnet.build_task(cfg, InterruptFlag())
+    task, _, _ = convnet.build_task(cfg, InterruptFlag(), synthetic_dataset())
     for _ in range(3):
         task.train_step()
     running = task.model.norm.running_mean.clone()
@@ -160,7 +164,10 @@ def test_evaluation_uses_running_statistics_whatever_the_batch_size() -> None:
 
 
 def uninterrupted_and_resumed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recipe: list[str]) -> None:
+    """Through the command line (Ctrl-C exits 130), on the synthetic images written as an image folder."""
     full, part = tmp_path / "full", tmp_path / "part"
+    data = ["--data_dir", str(write_image_folder(synthetic_dataset(), tmp_path / "data"))]
+    recipe = [*data, *recipe]
     assert main(cli(full, "--max_steps", "12", "--eval_freq", "4", *recipe)) == 0
     real_step = TorchTrainTask.train_step
     calls = {"n": 0}
@@ -196,7 +203,7 @@ def test_ctrl_c_and_resume_give_the_uninterrupted_metrics(
 
 def test_bf16_autocast_and_channels_last_train_on_the_cpu(tmp_path: Path) -> None:
     cfg = convnet.ConvNetConfig(device="cpu", amp="bf16", channels_last=True, augment=True, batch_size=8)
-    task, _, _ = convnet.build_task(cfg.resolved(), InterruptFlag())
+    task, _, _ = convnet.build_task(cfg.resolved(), InterruptFlag(), synthetic_dataset())
     assert task.data.x_train.is_contiguous(memory_format=torch.channels_last)
     assert task.model.conv0.weight.is_contiguous(memory_format=torch.channels_last)
     losses = [task.train_step() for _ in range(3)]
@@ -205,17 +212,11 @@ def test_bf16_autocast_and_channels_last_train_on_the_cpu(tmp_path: Path) -> Non
     assert math.isfinite(task.evaluate()["test_loss"])
 
 
-def test_grey_images_train_with_one_input_channel(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(
-        convnet, "load_dataset", lambda name, data_dir=None: synthetic_dataset(channels=1, side=5)
-    )
+def test_grey_images_train_with_one_input_channel(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    assert (
-        main(
-            cli(out, "--dataset", "digits", "--max_steps", "2", "--train_subset", "16", "--test_subset", "8")
-        )
-        == 0
-    )
+    cfg = config(out, dataset="digits", max_steps=2, train_subset=16, test_subset=8)
+    summary = convnet.run(cfg, dataset=synthetic_dataset(channels=1, side=5), progress=False)
+    assert summary["status"] == "completed"
     state = load_npz(out / "model.npz")
     assert state["conv0.weight"].shape == (64, 1, 3, 3) and state["linear.weight"].shape == (4, 512)
     assert json.loads((out / "summary.json").read_text())["steps"] == 2
@@ -313,9 +314,13 @@ def test_the_step_schedule_is_the_same_on_both_engines() -> None:
 
 
 def test_extending_a_scheduled_run_keeps_its_schedule(tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    assert main(cli(out, "--max_steps", "4", "--eval_freq", "2", "--lr_schedule", "cosine")) == 0
-    assert main(["train", "convnet", "--resume", str(out), "--max_steps", "6"]) == 0
+    out, ds = tmp_path / "run", synthetic_dataset()
+    summary = convnet.run(
+        config(out, max_steps=4, eval_freq=2, lr_schedule="cosine"), dataset=ds, progress=False
+    )
+    assert summary["status"] == "completed"
+    resumed = convnet.run(convnet.ConvNetConfig(resume=str(out), max_steps=6), dataset=ds, progress=False)
+    assert resumed["status"] == "completed" and resumed["resumed_from_step"] == 4
     lrs = {r["step"]: r["lr"] for r in metrics(out) if "lr" in r}
     assert lrs == {2: pytest.approx(5e-4), 4: 0.0, 6: 0.0}  # the cosine ends at step 4, as first planned
     assert json.loads((out / "config.json").read_text())["schedule_steps"] == 4
@@ -334,7 +339,8 @@ def test_device_selection(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_data_and_batches_live_on_the_training_device() -> None:
-    task, _, _ = convnet.build_task(convnet.ConvNetConfig(device="cpu", batch_size=8), InterruptFlag())
+    cfg = convnet.ConvNetConfig(device="cpu", batch_size=8)
+    task, _, _ = convnet.build_task(cfg, InterruptFlag(), synthetic_dataset())
     dev = torch.device("cpu")
     assert task.data.x_train.device == task.data.y_train.device == task.data.x_test.device == dev
     assert task.data.x_train.dtype == torch.float32 and task.data.x_train.shape == (64, 3, 8, 8)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from template_data import template_dataset
+from template_data import template_dataset, write_image_folder
 
 from backproplab.cli.main import main
 from backproplab.data import Dataset
@@ -25,15 +25,11 @@ def synthetic_dataset() -> Dataset:
     return template_dataset(n_train=16, n_test=16, side=8, noise=30, balanced=True)
 
 
-@pytest.fixture(autouse=True)
-def fake_data(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(convnet_numpy, "load_dataset", lambda name, data_dir=None: synthetic_dataset())
-
-
 def test_cli_run_learns_and_writes_the_run_directory(tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    argv = ["train", "convnet-numpy", "--batch_size", "8", "--learning_rate", "1e-3", "--max_steps", "24"]
-    argv += ["--eval_freq", "12", "--eval_batch_size", "5", "--augment", "--out", str(out)]
+    out, data_dir = tmp_path / "run", write_image_folder(synthetic_dataset(), tmp_path / "data")
+    argv = ["train", "convnet-numpy", "--data_dir", str(data_dir), "--batch_size", "8",
+            "--learning_rate", "1e-3", "--max_steps", "24", "--eval_freq", "12", "--eval_batch_size", "5",
+            "--augment", "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     for name in ("config.json", "metrics.jsonl", "summary.json", "curves.png", "model.npz"):
         assert (out / name).is_file(), name
@@ -62,7 +58,7 @@ def test_same_seed_same_run(tmp_path: Path) -> None:
         cfg = convnet_numpy.ConvNetNumpyConfig(
             batch_size=4, max_steps=3, eval_freq=3, out=str(tmp_path / name), augment=True
         )
-        convnet_numpy.run(cfg, progress=False)
+        convnet_numpy.run(cfg, dataset=synthetic_dataset(), progress=False)
         runs.append((tmp_path / name / "metrics.jsonl").read_text())
     assert runs[0] == runs[1]
 
@@ -93,18 +89,11 @@ def test_schedule_and_label_smoothing_follow_the_torch_trainer(tmp_path: Path) -
     from backproplab.nn.optim import ScheduleFactor
 
     out = tmp_path / "run"
-    argv = ["train", "convnet-numpy", "--batch_size", "8", "--learning_rate", "1e-3", "--max_steps", "8"]
-    argv += [
-        "--eval_freq",
-        "2",
-        "--eval_batch_size",
-        "5",
-        "--lr_schedule",
-        "onecycle",
-        "--label_smoothing",
-        "0.1",
-    ]
-    assert main([*argv, "--out", str(out)]) == 0
+    cfg = convnet_numpy.ConvNetNumpyConfig(
+        batch_size=8, learning_rate=1e-3, max_steps=8, eval_freq=2, eval_batch_size=5,
+        lr_schedule="onecycle", label_smoothing=0.1, out=str(out),
+    )  # fmt: skip
+    assert convnet_numpy.run(cfg, dataset=synthetic_dataset(), progress=False)["status"] == "completed"
     evals = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     lrs = [r["lr"] for r in evals if "lr" in r]
     factor = ScheduleFactor("onecycle", 8)  # the torch trainer's factor, shared with the engine

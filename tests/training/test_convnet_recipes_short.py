@@ -3,8 +3,8 @@
 ``train convnet --device cpu`` (PyTorch) and ``train convnet-numpy`` run the same short recipe:
 Adam, lr 1e-3, batch 8, on a random subset of the training images, evaluated on a random subset of
 the test images. Each must be clearly above chance (10 classes: 0.10), and the two engines, given
-the same recipe (with different initial weights and batches: torch and NumPy generators), must
-land close to each other. The thresholds come from measured runs (see the constants).
+the same recipe and the same subsets (with different initial weights and batches: torch and NumPy
+generators), must land close to each other. The thresholds come from measured runs (see the constants).
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ pytestmark = pytest.mark.realdata
 RECIPE = ("--train_subset", "2000", "--test_subset", "300", "--batch_size", "8", "--learning_rate", "1e-3",
           "--max_steps", "100", "--eval_freq", "100", "--seed", "42")  # fmt: skip
 CHANCE = 0.10
-#: Measured after the short recipe (300 test images, seed 42): torch 0.217, NumPy 0.190; at chance a
-#: 300-image accuracy has a standard deviation of 0.017, so 0.15 is about 3 of them above 0.10.
+#: Measured after the short recipe (300 test images, seed 42): torch 0.217, NumPy 0.253 (0.190 with the
+#: NumPy trainer's earlier seed derivation, other subsets); at chance a 300-image accuracy has a
+#: standard deviation of 0.017, so 0.15 is about 3 of them above 0.10.
 MIN_ACC = 0.15
-#: The two engines' accuracies on the same short recipe differ by less than this (measured 0.027).
+#: The two engines' accuracies on the same short recipe differ by less than this (measured 0.037).
 MAX_GAP = 0.10
 
 

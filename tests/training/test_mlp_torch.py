@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from template_data import template_dataset
+from template_data import template_dataset, write_image_folder
 
 from backproplab import nn
 from backproplab.cli.main import build_parser, main
@@ -45,11 +45,6 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
-
-
-@pytest.fixture
-def fake_data(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(mlp_torch, "load_dataset", lambda name, data_dir=None: synthetic_dataset())
 
 
 def metrics(run: Path) -> list[dict[str, Any]]:
@@ -134,14 +129,16 @@ def test_a_model_too_big_for_memory_is_refused_before_allocating(monkeypatch: py
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without a GPU")
 def test_cuda_without_a_gpu_is_a_clear_error_and_leaves_no_directory(
-    capsys: pytest.CaptureFixture[str], fake_data: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # the default --out, runs/mlp-torch-<time>, goes below tmp_path
-    assert main(["train", "mlp-torch", "--device", "cuda", "--max_steps", "1"]) == 2
+    data_dir = write_image_folder(synthetic_dataset(), tmp_path / "data")
+    argv = ["train", "mlp-torch", "--data_dir", str(data_dir)]
+    assert main([*argv, "--device", "cuda", "--max_steps", "1"]) == 2
     assert "--device cuda was asked for but no CUDA device is available" in capsys.readouterr().err
     assert list((tmp_path / "runs").iterdir()) == []  # the run directory it made is removed again
     out = tmp_path / "explicit"
-    assert main(["train", "mlp-torch", "--device", "cuda", "--max_steps", "1", "--out", str(out)]) == 2
+    assert main([*argv, "--device", "cuda", "--max_steps", "1", "--out", str(out)]) == 2
     assert not out.exists()
 
 
@@ -166,9 +163,9 @@ def test_weights_load_across_both_ways_and_give_the_same_forward() -> None:
     )
 
 
-def test_default_init_is_the_practicals_normal_1e_4(fake_data: None) -> None:
+def test_default_init_is_the_practicals_normal_1e_4() -> None:
     task, _, _ = mlp_torch.build_task(
-        mlp_torch.MLPTorchConfig(dnn_hidden_units="200", device="cpu"), InterruptFlag()
+        mlp_torch.MLPTorchConfig(dnn_hidden_units="200", device="cpu"), InterruptFlag(), synthetic_dataset()
     )
     w = task.model.state_dict()["layers.0.weight"]
     assert w.shape == (200, 108)
@@ -177,6 +174,7 @@ def test_default_init_is_the_practicals_normal_1e_4(fake_data: None) -> None:
     better, _, _ = mlp_torch.build_task(
         mlp_torch.MLPTorchConfig(dnn_hidden_units="200", device="cpu", better_init=True).resolved(),
         InterruptFlag(),
+        synthetic_dataset(),
     )
     w = better.model.state_dict()["layers.0.weight"]
     assert float(w.abs().max()) <= 1 / np.sqrt(108) and float(w.std()) > 0.5 / np.sqrt(3 * 108)
@@ -189,31 +187,27 @@ def test_default_init_is_the_practicals_normal_1e_4(fake_data: None) -> None:
 
 
 @pytest.mark.parametrize(
-    "flags",
+    "knobs",
     [
-        [],  # the practical's defaults (SGD, N(0, 1e-4^2) init, mean-image inputs)
-        [
-            "--better_init",
-            "--optimizer",
-            "adam",
-            "--batchnorm",
-            "--weight_decay",
-            "1e-4",
-            "--activation",
-            "relu",
-        ],
+        {},  # the practical's defaults (SGD, N(0, 1e-4^2) init, mean-image inputs)
+        {
+            "better_init": True,
+            "optimizer": "adam",
+            "batchnorm": True,
+            "weight_decay": 1e-4,
+            "activation": "relu",
+        },
     ],
     ids=["defaults", "knobs"],
 )
-def test_training_writes_the_run_directory_and_learns(
-    tmp_path: Path, fake_data: None, flags: list[str]
-) -> None:
+def test_training_writes_the_run_directory_and_learns(tmp_path: Path, knobs: dict[str, Any]) -> None:
     out = tmp_path / "run"
     # SGD at 1e-3 from the 1e-4 init needs thousands of steps; the defaults run gets a larger rate.
-    lr = ["--learning_rate", "0.05"] if not flags else []
-    code = main(["train", "mlp-torch", "--max_steps", "60", "--eval_freq", "20", "--batch_size", "50",
-                 "--device", "cpu", "--out", str(out), *lr, *flags])  # fmt: skip
-    assert code == 0
+    lr = {"learning_rate": 0.05} if not knobs else {}
+    cfg = mlp_torch.MLPTorchConfig(
+        max_steps=60, eval_freq=20, batch_size=50, device="cpu", out=str(out), **lr, **knobs
+    )
+    assert mlp_torch.run(cfg, dataset=synthetic_dataset(), progress=False)["status"] == "completed"
     names = {p.name for p in out.iterdir()}
     events = {n for n in names if n.startswith("events.out.tfevents.")}  # TensorBoard's scalars
     assert len(events) == 1
@@ -231,18 +225,18 @@ def test_training_writes_the_run_directory_and_learns(
     assert evals[-1]["test_acc"] >= 0.8  # 4 well-separated classes; chance is 0.25
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["trainer"] == "mlp-torch" and cfg["data_source"] == "generated in the test"
-    if flags:
+    if knobs:
         assert (cfg["init"], cfg["preprocess"], cfg["batchnorm"]) == ("torch", "standardize", True)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["final_test_acc"] == evals[-1]["test_acc"]
 
 
-def test_model_npz_loads_into_the_numpy_mlp_and_gives_the_same_accuracy(
-    tmp_path: Path, fake_data: None
-) -> None:
+def test_model_npz_loads_into_the_numpy_mlp_and_gives_the_same_accuracy(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    args = ["--max_steps", "30", "--eval_freq", "30", "--optimizer", "adam", "--better_init"]
-    assert main(["train", "mlp-torch", "--device", "cpu", "--out", str(out), *args]) == 0
+    cfg = mlp_torch.MLPTorchConfig(
+        device="cpu", out=str(out), max_steps=30, eval_freq=30, optimizer="adam", better_init=True
+    )
+    assert mlp_torch.run(cfg, dataset=synthetic_dataset(), progress=False)["status"] == "completed"
     data = prepare(synthetic_dataset(), "standardize", layout="flat")
     model = nn.MLP(data.n_features, [100], 4)
     model.load_state_dict(load_npz(out / "model.npz"))
@@ -251,11 +245,18 @@ def test_model_npz_loads_into_the_numpy_mlp_and_gives_the_same_accuracy(
     assert acc == metrics(out)[-1]["test_acc"]
 
 
-def test_step_lr_halves_the_rate_every_step_size(tmp_path: Path, fake_data: None) -> None:
+def test_step_lr_halves_the_rate_every_step_size(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    code = main(["train", "mlp-torch", "--max_steps", "40", "--eval_freq", "5", "--lr_schedule", "step", "--lr_step_size", "10",
-                 "--lr_gamma", "0.5", "--device", "cpu", "--out", str(out)])  # fmt: skip
-    assert code == 0
+    cfg = mlp_torch.MLPTorchConfig(
+        max_steps=40,
+        eval_freq=5,
+        lr_schedule="step",
+        lr_step_size=10,
+        lr_gamma=0.5,
+        device="cpu",
+        out=str(out),
+    )
+    assert mlp_torch.run(cfg, dataset=synthetic_dataset(), progress=False)["status"] == "completed"
     lrs = {r["step"]: r["lr"] for r in metrics(out) if "lr" in r}
     assert lrs == {s: pytest.approx(1e-3 * 0.5 ** (s // 10)) for s in range(5, 41, 5)}
 

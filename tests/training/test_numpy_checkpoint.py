@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from template_data import template_dataset
+from template_data import template_dataset, write_image_folder
 from torch_blocker import run_without_torch
 
 from backproplab.cli.main import main
@@ -42,25 +42,32 @@ def conv_data() -> Dataset:
     return template_dataset(n_train=16, n_test=12, side=8, noise=30, balanced=True)
 
 
-@pytest.fixture(autouse=True)
-def fake_data(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(mlp_numpy, "load_dataset", lambda name, data_dir=None: mlp_data())
-    monkeypatch.setattr(convnet_numpy, "load_dataset", lambda name, data_dir=None: conv_data())
+# These tests train through the command line (exit codes, one-line errors, --resume), on the synthetic
+# images written as image folders; a resumed run reloads its data from its config.
+@pytest.fixture(scope="module")
+def mlp_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_image_folder(mlp_data(), tmp_path_factory.mktemp("mlp-data"))
 
 
-def mlp_args(out: Path, *extra: str) -> list[str]:
+@pytest.fixture(scope="module")
+def conv_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_image_folder(conv_data(), tmp_path_factory.mktemp("conv-data"))
+
+
+def mlp_args(data_dir: Path, out: Path, *extra: str) -> list[str]:
     """Adam (moments and step counts to restore), 20-sample batches: 12 per epoch."""
-    return ["train", "mlp-numpy", "--dnn_hidden_units", "16", "--batch_size", "20", "--eval_freq",
-            str(MLP_EVAL), "--optimizer", "adam", "--learning_rate", "3e-3", "--init", "torch",
-            "--out", str(out), *extra]  # fmt: skip
+    return ["train", "mlp-numpy", "--data_dir", str(data_dir), "--dnn_hidden_units", "16",
+            "--batch_size", "20", "--eval_freq", str(MLP_EVAL), "--optimizer", "adam",
+            "--learning_rate", "3e-3", "--init", "torch", "--out", str(out), *extra]  # fmt: skip
 
 
-def conv_args(out: Path, optimizer: str, *extra: str) -> list[str]:
+def conv_args(data_dir: Path, out: Path, optimizer: str, *extra: str) -> list[str]:
     """BatchNorm running statistics, augmentation, a schedule fixed at CONV_STEPS, 2 batches per epoch;
     SGD with Nesterov momentum (buffers to restore)."""
-    return ["train", "convnet-numpy", "--batch_size", "8", "--learning_rate", "1e-3", "--eval_freq",
-            str(CONV_EVAL), "--eval_batch_size", "5", "--augment", "--lr_schedule", "cosine",
-            "--schedule_steps", str(CONV_STEPS), "--optimizer", optimizer, "--out", str(out),
+    return ["train", "convnet-numpy", "--data_dir", str(data_dir), "--batch_size", "8",
+            "--learning_rate", "1e-3", "--eval_freq", str(CONV_EVAL), "--eval_batch_size", "5",
+            "--augment", "--lr_schedule", "cosine", "--schedule_steps", str(CONV_STEPS),
+            "--optimizer", optimizer, "--out", str(out),
             *(["--momentum", "0.9", "--nesterov"] if optimizer == "sgd" else []), *extra]  # fmt: skip
 
 
@@ -73,18 +80,12 @@ def steps(run: Path) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory, mlp_dir: Path, conv_dir: Path) -> dict[str, str]:
     """metrics.jsonl of the uninterrupted runs: the MLP (Adam), the ConvNet with Adam and with SGD."""
     root = tmp_path_factory.mktemp("full")
-    mp = pytest.MonkeyPatch()
-    mp.setattr(mlp_numpy, "load_dataset", lambda name, data_dir=None: mlp_data())
-    mp.setattr(convnet_numpy, "load_dataset", lambda name, data_dir=None: conv_data())
-    try:
-        assert main(mlp_args(root / "mlp", "--max_steps", str(MLP_STEPS))) == 0
-        for opt in ("adam", "sgd"):
-            assert main(conv_args(root / opt, opt, "--max_steps", str(CONV_STEPS))) == 0
-    finally:
-        mp.undo()
+    assert main(mlp_args(mlp_dir, root / "mlp", "--max_steps", str(MLP_STEPS))) == 0
+    for opt in ("adam", "sgd"):
+        assert main(conv_args(conv_dir, root / opt, opt, "--max_steps", str(CONV_STEPS))) == 0
     out = {name: metrics_text(root / name) for name in ("mlp", "adam", "sgd")}
     assert steps(root / "mlp") == list(range(1, MLP_STEPS + 1))
     assert steps(root / "adam") == list(range(1, CONV_STEPS + 1))
@@ -96,10 +97,10 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def test_mlp_resume_after_a_shorter_run_gives_the_same_metrics_bit_for_bit(
-    tmp_path: Path, uninterrupted: dict[str, str]
+    mlp_dir: Path, tmp_path: Path, uninterrupted: dict[str, str]
 ) -> None:
     out = tmp_path / "run"
-    assert main(mlp_args(out, "--max_steps", "20")) == 0
+    assert main(mlp_args(mlp_dir, out, "--max_steps", "20")) == 0
     ckpt = load_npz_checkpoint(out / "checkpoint.npz", "mlp-numpy")
     assert ckpt["step"] == 20 and ckpt["config"]["max_steps"] == 20
     exp_avg = ckpt["optimizer"]["state"][0]["exp_avg"]
@@ -116,7 +117,7 @@ def test_mlp_resume_after_a_shorter_run_gives_the_same_metrics_bit_for_bit(
 
 
 def test_mlp_ctrl_c_saves_a_checkpoint_exits_130_and_resumes_exactly(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, uninterrupted: dict[str, str]
+    mlp_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, uninterrupted: dict[str, str]
 ) -> None:
     out = tmp_path / "run"
     real_step = NumpyTrainTask.train_step
@@ -129,7 +130,7 @@ def test_mlp_ctrl_c_saves_a_checkpoint_exits_130_and_resumes_exactly(
         return real_step(self)
 
     monkeypatch.setattr(NumpyTrainTask, "train_step", step_then_interrupt)
-    assert main(mlp_args(out, "--max_steps", str(MLP_STEPS))) == 130
+    assert main(mlp_args(mlp_dir, out, "--max_steps", str(MLP_STEPS))) == 130
     ckpt = load_npz_checkpoint(out / "checkpoint.npz")
     assert ckpt["step"] == 13 and ckpt["batches"]["pos"] == 1 and ckpt["batches"]["epoch"] == 1
     assert json.loads((out / "summary.json").read_text())["status"] == "interrupted"
@@ -140,7 +141,7 @@ def test_mlp_ctrl_c_saves_a_checkpoint_exits_130_and_resumes_exactly(
 
 
 def test_real_sigint_mid_step_finishes_the_step_before_saving(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, uninterrupted: dict[str, str]
+    mlp_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, uninterrupted: dict[str, str]
 ) -> None:
     out = tmp_path / "run"
     real_step = Adam.step
@@ -153,7 +154,7 @@ def test_real_sigint_mid_step_finishes_the_step_before_saving(
         real_step(self)
 
     monkeypatch.setattr(Adam, "step", step_with_sigint)
-    assert main(mlp_args(out, "--max_steps", str(MLP_STEPS))) == 130
+    assert main(mlp_args(mlp_dir, out, "--max_steps", str(MLP_STEPS))) == 130
     assert load_npz_checkpoint(out / "checkpoint.npz")["step"] == 17
     monkeypatch.setattr(Adam, "step", real_step)
     assert main(["train", "mlp-numpy", "--resume", str(out)]) == 0
@@ -162,6 +163,7 @@ def test_real_sigint_mid_step_finishes_the_step_before_saving(
 
 @pytest.mark.parametrize(("optimizer", "stop", "how"), [("adam", 5, "ctrl-c"), ("sgd", 8, "shorter run")])
 def test_convnet_resume_gives_the_same_metrics_bit_for_bit(
+    conv_dir: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     uninterrupted: dict[str, str],
@@ -184,10 +186,10 @@ def test_convnet_resume_gives_the_same_metrics_bit_for_bit(
             return real_step(self)
 
         monkeypatch.setattr(NumpyTrainTask, "train_step", step_then_interrupt)
-        assert main(conv_args(out, optimizer, "--max_steps", str(CONV_STEPS))) == 130
+        assert main(conv_args(conv_dir, out, optimizer, "--max_steps", str(CONV_STEPS))) == 130
         monkeypatch.setattr(NumpyTrainTask, "train_step", real_step)
     else:
-        assert main(conv_args(out, optimizer, "--max_steps", str(stop))) == 0
+        assert main(conv_args(conv_dir, out, optimizer, "--max_steps", str(stop))) == 0
     ckpt = load_npz_checkpoint(out / "checkpoint.npz", "convnet-numpy")
     assert ckpt["step"] == stop and ckpt["scheduler"]["last_epoch"] == stop
     assert ckpt["batches"]["pos"] == (1 if how == "ctrl-c" else 2)
@@ -199,10 +201,10 @@ def test_convnet_resume_gives_the_same_metrics_bit_for_bit(
     assert metrics_text(out) == uninterrupted[optimizer]
 
 
-def test_extending_a_convnet_run_keeps_its_schedule(tmp_path: Path) -> None:
+def test_extending_a_convnet_run_keeps_its_schedule(conv_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    argv = ["train", "convnet-numpy", "--batch_size", "8", "--max_steps", "4", "--eval_freq", "2",
-            "--lr_schedule", "onecycle", "--out", str(out)]  # fmt: skip
+    argv = ["train", "convnet-numpy", "--data_dir", str(conv_dir), "--batch_size", "8", "--max_steps", "4",
+            "--eval_freq", "2", "--lr_schedule", "onecycle", "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     assert json.loads((out / "config.json").read_text())["schedule_steps"] == 4
     assert main(["train", "convnet-numpy", "--resume", str(out), "--max_steps", "6"]) == 0
@@ -216,10 +218,10 @@ def test_extending_a_convnet_run_keeps_its_schedule(tmp_path: Path) -> None:
 
 
 def test_resume_rejects_other_flags_finished_runs_and_other_trainers(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    mlp_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "run"
-    assert main(mlp_args(out, "--max_steps", "10")) == 0
+    assert main(mlp_args(mlp_dir, out, "--max_steps", "10")) == 0
     capsys.readouterr()
     assert main(["train", "mlp-numpy", "--resume", str(out), "--learning_rate", "0.5"]) == 2
     err = capsys.readouterr().err
@@ -235,10 +237,10 @@ def test_resume_rejects_other_flags_finished_runs_and_other_trainers(
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "empty", "flipped"])
 def test_corrupt_checkpoint_is_a_one_line_error(
-    tmp_path: Path, damage: str, capsys: pytest.CaptureFixture[str]
+    mlp_dir: Path, tmp_path: Path, damage: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "run"
-    assert main(mlp_args(out, "--max_steps", "10")) == 0
+    assert main(mlp_args(mlp_dir, out, "--max_steps", "10")) == 0
     path = out / "checkpoint.npz"
     data = path.read_bytes()
     flipped = bytearray(data)
@@ -253,9 +255,9 @@ def test_corrupt_checkpoint_is_a_one_line_error(
     assert err.count("\n") == 1 and "Traceback" not in err
 
 
-def test_foreign_incomplete_and_other_version_files_are_refused(tmp_path: Path) -> None:
+def test_foreign_incomplete_and_other_version_files_are_refused(mlp_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    assert main(mlp_args(out, "--max_steps", "10")) == 0
+    assert main(mlp_args(mlp_dir, out, "--max_steps", "10")) == 0
     path = out / "checkpoint.npz"
     ckpt = load_npz_checkpoint(path)
     (out / "model.npz").replace(path)  # a model file is not a checkpoint
@@ -281,10 +283,10 @@ def test_foreign_incomplete_and_other_version_files_are_refused(tmp_path: Path) 
         load_npz_checkpoint(path)
 
 
-def test_checkpoint_of_another_architecture_is_a_one_line_error(tmp_path: Path) -> None:
+def test_checkpoint_of_another_architecture_is_a_one_line_error(mlp_dir: Path, tmp_path: Path) -> None:
     small, big = tmp_path / "small", tmp_path / "big"
-    assert main(mlp_args(small, "--max_steps", "10")) == 0
-    assert main(mlp_args(big, "--max_steps", "10", "--dnn_hidden_units", "32")) == 0
+    assert main(mlp_args(mlp_dir, small, "--max_steps", "10")) == 0
+    assert main(mlp_args(mlp_dir, big, "--max_steps", "10", "--dnn_hidden_units", "32")) == 0
     (small / "checkpoint.npz").write_bytes((big / "checkpoint.npz").read_bytes())
     with pytest.raises(
         CheckpointError, match=r"written with --dnn_hidden_units '32', the run has --dnn_hidden_units '16'"
@@ -300,9 +302,9 @@ def test_checkpoint_of_another_architecture_is_a_one_line_error(tmp_path: Path) 
     assert "\n" not in str(e.value)
 
 
-def test_optimizer_state_of_other_shapes_is_refused(tmp_path: Path) -> None:
+def test_optimizer_state_of_other_shapes_is_refused(mlp_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    assert main(mlp_args(out, "--max_steps", "10")) == 0
+    assert main(mlp_args(mlp_dir, out, "--max_steps", "10")) == 0
     path = out / "checkpoint.npz"
     ckpt = load_npz_checkpoint(path)
     ckpt["optimizer"]["state"][0]["exp_avg"] = np.zeros((3, 3), np.float32)
@@ -341,10 +343,10 @@ def test_round_trip_keeps_dtypes_shapes_and_exact_scalars(tmp_path: Path) -> Non
 
 
 def test_a_crash_while_writing_leaves_the_previous_checkpoint_whole(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    mlp_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "run"
-    assert main(mlp_args(out, "--max_steps", "10")) == 0
+    assert main(mlp_args(mlp_dir, out, "--max_steps", "10")) == 0
     path = out / "checkpoint.npz"
     before = path.read_bytes()
     ckpt = load_npz_checkpoint(path)

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from template_data import template_dataset
 
-from backproplab.cli.main import main
 from backproplab.training import mlp_numpy
 from backproplab.training.progress import Progress, format_duration
 
@@ -69,14 +68,11 @@ def test_format_duration() -> None:
     assert format_duration(float("nan")) == "?"
 
 
-def test_summary_times_training_and_evaluation(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_summary_times_training_and_evaluation(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = template_dataset(n_train=200, n_test=400, side=6, noise=40, balanced=False)
-    monkeypatch.setattr(mlp_numpy, "load_dataset", lambda name, data_dir=None: data)
     out = tmp_path / "run"
-    assert main(["train", "mlp-numpy", "--batch_size", "20", "--max_steps", "30", "--eval_freq", "10",
-                 "--out", str(out)]) == 0  # fmt: skip
+    cfg = mlp_numpy.MLPNumpyConfig(batch_size=20, max_steps=30, eval_freq=10, out=str(out))
+    assert mlp_numpy.run(cfg, dataset=data)["status"] == "completed"  # the progress of a command-line run
     summary = json.loads((out / "summary.json").read_text())
     wall, train, ev = summary["wall_seconds"], summary["train_seconds"], summary["eval_seconds"]
     assert train > 0 and ev > 0 and summary["checkpoint_seconds"] > 0

@@ -1,5 +1,5 @@
 """`backproplab train speedrun` on the CPU: its parts against hand-written references, and short
-end-to-end runs on synthetic data (``load_dataset`` is replaced by a generator of easy images)."""
+end-to-end runs of the command on synthetic data (easy images written as an image folder)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import io
 import itertools
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +17,12 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from template_data import write_image_folder
 
 from backproplab.cli.main import main
 from backproplab.data import Dataset
 from backproplab.errors import ConfigError, ShapeError
 from backproplab.torch_models.speedrun_net import SpeedrunNet, image_patches, whitening_weights
-from backproplab.training import speedrun
 from backproplab.training.speedrun import (
     Lookahead,
     SpeedrunConfig,
@@ -59,18 +58,22 @@ def synthetic_dataset(n_train: int, n_test: int, num_classes: int, seed: int) ->
     return Dataset("synthetic", xtr, ytr, xte, yte, tuple(f"c{k}" for k in range(num_classes)), "synthetic")
 
 
-@contextlib.contextmanager
-def patched_data(num_classes: int = 10, n_train: int = 256, n_test: int = 128) -> Iterator[None]:
-    ds = synthetic_dataset(n_train, n_test, num_classes, seed=1)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(speedrun, "load_dataset", lambda name, data_dir=None: ds)
-        yield
+def write_synthetic(root: Path, num_classes: int = 10, n_train: int = 256, n_test: int = 128) -> Path:
+    """The synthetic images as an image folder in ``root``, for ``--data_dir`` (read as CIFAR-10)."""
+    return write_image_folder(synthetic_dataset(n_train, n_test, num_classes, seed=1), root)
 
 
-def run_cli(*args: str) -> tuple[int, str, str]:
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 10 classes of 256 training and 128 test images."""
+    return write_synthetic(tmp_path_factory.mktemp("data"))
+
+
+def run_cli(data_dir: Path, *args: str) -> tuple[int, str, str]:
+    """``backproplab train speedrun --data_dir DATA_DIR ARGS``: the exit code, stdout and stderr."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(["train", "speedrun", *args])
+        code = main(["train", "speedrun", "--data_dir", str(data_dir), *args])
     return code, out.getvalue(), err.getvalue()
 
 
@@ -307,10 +310,9 @@ def test_tta_weights_views_half_quarter_quarter() -> None:
 
 # ------------------------------------------------------------------------------------------ end to end
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+def two_runs(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("speedrun") / "two"
-    with patched_data():
-        code, stdout, _ = run_cli(*SMALL, "--max_steps", "48", "--runs", "2", "--out", str(out))
+    code, stdout, _ = run_cli(data_dir, *SMALL, "--max_steps", "48", "--runs", "2", "--out", str(out))
     assert code == 0
     return out, stdout
 
@@ -366,10 +368,11 @@ def test_loss_goes_down_and_the_net_learns(two_runs: tuple[Path, str]) -> None:
         assert recs[-1]["test_acc"] > 0.5  # chance is 0.1; measured ~0.8
 
 
-def test_same_seed_same_numbers(two_runs: tuple[Path, str], tmp_path: Path) -> None:
+def test_same_seed_same_numbers(two_runs: tuple[Path, str], data_dir: Path, tmp_path: Path) -> None:
     out, _ = two_runs
-    with patched_data():
-        code, _, _ = run_cli(*SMALL, "--max_steps", "48", "--runs", "1", "--out", str(tmp_path / "again"))
+    code, _, _ = run_cli(
+        data_dir, *SMALL, "--max_steps", "48", "--runs", "1", "--out", str(tmp_path / "again")
+    )
     assert code == 0
     first = [r for r in read_records(out) if r["run"] == 1]
     again = read_records(tmp_path / "again")
@@ -378,9 +381,10 @@ def test_same_seed_same_numbers(two_runs: tuple[Path, str], tmp_path: Path) -> N
 
 
 def test_target_acc_stops_when_reached(tmp_path: Path) -> None:
-    out = tmp_path / "target"
-    with patched_data(num_classes=2):
-        code, stdout, _ = run_cli(*SMALL, "--max_steps", "120", "--target_acc", "0.95", "--out", str(out))
+    out, two_classes = tmp_path / "target", write_synthetic(tmp_path / "data", num_classes=2)
+    code, stdout, _ = run_cli(
+        two_classes, *SMALL, "--max_steps", "120", "--target_acc", "0.95", "--out", str(out)
+    )
     assert code == 0
     recs = read_records(out)
     evals = [r["test_acc"] for r in recs]
@@ -394,23 +398,21 @@ def test_target_acc_stops_when_reached(tmp_path: Path) -> None:
     assert "target 0.9500 reached in 1/1 runs" in stdout
 
 
-def test_whitening_bias_frozen_from_the_start_stays_zero(tmp_path: Path) -> None:
-    with patched_data():
-        code, _, _ = run_cli(
-            *SMALL, "--max_steps", "8", "--whiten_bias_epochs", "0", "--out", str(tmp_path / "r")
-        )
+def test_whitening_bias_frozen_from_the_start_stays_zero(data_dir: Path, tmp_path: Path) -> None:
+    code, _, _ = run_cli(
+        data_dir, *SMALL, "--max_steps", "8", "--whiten_bias_epochs", "0", "--out", str(tmp_path / "r")
+    )
     assert code == 0
     state = torch.load(tmp_path / "r" / "model.pt", weights_only=True)
     assert torch.equal(state["whiten.bias"], torch.zeros(24))
     assert torch.equal(state["blocks.0.norm1.weight"], torch.ones(16))  # BatchNorm scale never trains
 
 
-def test_non_finite_loss_stops_with_a_message_and_keeps_the_metrics(tmp_path: Path) -> None:
+def test_non_finite_loss_stops_with_a_message_and_keeps_the_metrics(data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "nan"
-    with patched_data():  # lr 1e35: the first step overflows float32 logits
-        code, _, err = run_cli(
-            *SMALL, "--learning_rate", "1e35", "--max_steps", "12", "--runs", "2", "--out", str(out)
-        )
+    code, _, err = run_cli(  # lr 1e35: the first step overflows float32 logits
+        data_dir, *SMALL, "--learning_rate", "1e35", "--max_steps", "12", "--runs", "2", "--out", str(out)
+    )
     assert code == 3  # EXIT_DIVERGED
     assert err.startswith(
         "error: run 1: training loss became nan in epoch 1 (step 4); likely cause: --learning_rate 1e+35"
@@ -435,9 +437,10 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_metrics(tmp_path: Pa
         (("--amp", "fp16"), "--amp fp16 needs --device cuda"),
     ],
 )
-def test_bad_flags_are_one_line_errors(args: tuple[str, ...], message: str, tmp_path: Path) -> None:
-    with patched_data():
-        code, _, err = run_cli(*SMALL, *args, "--out", str(tmp_path / "r"))
+def test_bad_flags_are_one_line_errors(
+    args: tuple[str, ...], message: str, data_dir: Path, tmp_path: Path
+) -> None:
+    code, _, err = run_cli(data_dir, *SMALL, *args, "--out", str(tmp_path / "r"))
     assert code == 2
     assert err.startswith(f"error: {message}") and len(err.strip().splitlines()) == 1
 

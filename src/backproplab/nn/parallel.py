@@ -120,3 +120,16 @@ def _run_parts(fn: Callable[[slice], None], size: int, threads: int) -> None:
     fn(parts[0])
     for f in futures:
         f.result()
+
+
+#: Bytes of input per chunk of rows in :func:`row_chunks`: about one core's L2 cache (1 MiB here), so
+#: that a chunk's input, output and scratch stay in the cache across the operations on it (for the
+#: max-pools of the ConvNet, 1 MiB measured faster than 0.5 or 2 MiB).
+CHUNK_BYTES = 1 << 20
+
+
+def row_chunks(rows: slice, row_bytes: int) -> list[slice]:
+    """``rows`` (a slice with a stop) cut into consecutive slices of about :data:`CHUNK_BYTES` of
+    ``row_bytes`` each (at least one row per slice)."""
+    step = max(1, CHUNK_BYTES // max(1, row_bytes))
+    return [slice(a, min(a + step, rows.stop)) for a in range(rows.start or 0, rows.stop, step)]

@@ -11,6 +11,7 @@ import numpy as np
 from backproplab.errors import ShapeError
 from backproplab.nn.conv import conv_output_size, nchw, nhwc, offset_span, pair
 from backproplab.nn.module import Module, check_dout, check_input
+from backproplab.nn.parallel import parallel_rows, row_chunks
 
 
 class MaxPool2d(Module):
@@ -26,7 +27,10 @@ class MaxPool2d(Module):
     per offset, and records which offset won (uint8, the first maximum in row-major window order
     on ties, as torch). Backward: dL/dX receives each G = dL/dY value at its window's winning
     position (summed where windows overlap): one strided add of G * (winner == offset) per offset.
-    Caches only the winning offsets (1 byte per output value) and the input shape.
+    Both run over the batch in chunks of about :data:`~backproplab.nn.parallel.CHUNK_BYTES` of input,
+    so that a chunk stays in the cache across the kH * kW passes, split across threads
+    (:func:`~backproplab.nn.parallel.parallel_rows`); every value is computed by the same operations
+    whatever the chunking. Caches only the winning offsets (1 byte per output value) and the input shape.
     """
 
     def __init__(
@@ -67,40 +71,64 @@ class MaxPool2d(Module):
         n, c, h, w = x.shape
         ho, wo = self.output_hw(h, w)
         xh = nhwc(x)  # (N, H, W, C) view
+        out = np.empty((n, ho, wo, c), dtype=x.dtype)
+        winner = np.empty((n, ho, wo, c), dtype=np.uint8)
+
+        def pool_rows(rows: slice) -> None:
+            for r in row_chunks(rows, h * w * c * x.itemsize):
+                self._max_over_window(xh[r], out[r], winner[r])
+
+        parallel_rows(n, pool_rows, h * w * c)
+        self._save_for_backward(winner, (n, h, w, c))
+        return nchw(out)
+
+    def _max_over_window(self, xh: np.ndarray, out: np.ndarray, winner: np.ndarray) -> None:
+        """out = the window maxima of the images ``xh`` (n, H, W, C), winner = the winning offsets."""
+        h, w = xh.shape[1:3]
+        ho, wo = out.shape[1:3]
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        out = np.full((n, ho, wo, c), -np.inf, dtype=x.dtype)
-        winner = np.zeros((n, ho, wo, c), dtype=np.uint8)
+        out.fill(-np.inf)
+        winner.fill(0)
         for i in range(kh):
             oh_lo, oh_hi, hs = offset_span(h, ho, i, sh, ph)
             for j in range(kw):
                 ow_lo, ow_hi, ws = offset_span(w, wo, j, sw, pw)
-                o = out[:, oh_lo:oh_hi, ow_lo:ow_hi]  # (N, a, b, C) view
-                v = xh[:, hs, ws]  # (N, a, b, C) the values at this window offset
-                better = v > o  # strictly: the first maximum wins ties
+                o = out[:, oh_lo:oh_hi, ow_lo:ow_hi]  # (n, a, b, C) view
+                v = xh[:, hs, ws]  # (n, a, b, C) the values at this window offset
+                better = v > o  # strictly: the first maximum wins ties, as torch
                 np.maximum(o, v, out=o)
                 k = np.uint8(i * kw + j)
                 if k:  # offsets increase, so the winner is the largest offset that improved the maximum
                     wv = winner[:, oh_lo:oh_hi, ow_lo:ow_hi]
-                    np.maximum(wv, better * k, out=wv)
-        self._save_for_backward(winner, (n, h, w, c))
-        return nchw(out)
+                    np.maximum(wv, better * k, out=wv)  # measured faster than np.copyto(where=)
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         winner, (n, h, w, c) = self._saved()
         expected = (n, c, winner.shape[1], winner.shape[2])
         check_dout(self, dout, expected)
         g = nhwc(dout)  # (N, Ho, Wo, C) view
-        ho, wo = winner.shape[1:3]
+        dx = np.empty((n, h, w, c), dtype=dout.dtype)
+
+        def scatter_rows(rows: slice) -> None:
+            for r in row_chunks(rows, h * w * c * dout.itemsize):
+                self._scatter_to_winners(g[r], winner[r], dx[r])
+
+        parallel_rows(n, scatter_rows, h * w * c)
+        return nchw(dx)
+
+    def _scatter_to_winners(self, g: np.ndarray, winner: np.ndarray, dx: np.ndarray) -> None:
+        """dx (n, H, W, C) = each value of g (n, Ho, Wo, C) added at its window's winning position."""
+        h, w = dx.shape[1:3]
+        ho, wo = g.shape[1:3]
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        dx = np.zeros((n, h, w, c), dtype=dout.dtype)
+        dx.fill(0)
         for i in range(kh):
             oh_lo, oh_hi, hs = offset_span(h, ho, i, sh, ph)
             for j in range(kw):
                 ow_lo, ow_hi, ws = offset_span(w, wo, j, sw, pw)
-                sel = winner[:, oh_lo:oh_hi, ow_lo:ow_hi] == i * kw + j  # (N, a, b, C) bool
-                contrib = g[:, oh_lo:oh_hi, ow_lo:ow_hi] * sel  # multiply by the mask: faster than np.where
-                dx[:, hs, ws] += contrib
-        return nchw(dx)
+                sel = winner[:, oh_lo:oh_hi, ow_lo:ow_hi] == i * kw + j  # (n, a, b, C) bool
+                d = dx[:, hs, ws]  # (n, a, b, C) strided view
+                d += g[:, oh_lo:oh_hi, ow_lo:ow_hi] * sel  # the mask as 0/1: faster than np.add(where=)
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"

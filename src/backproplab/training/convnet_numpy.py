@@ -28,6 +28,7 @@ from backproplab.training.lr_schedules import numpy_scheduler
 from backproplab.training.numpy_task import NumpyTrainTask, run_numpy_trainer
 from backproplab.training.optimizers import NUMPY_OPTIMIZERS
 from backproplab.training.prepared_data import prepare
+from backproplab.training.seeds import derive_seeds
 
 TRAINER = "convnet-numpy"
 
@@ -53,18 +54,17 @@ def build_task(
     cfg: ConvNetNumpyConfig, interrupts: InterruptFlag, dataset: Dataset | None = None
 ) -> tuple[NumpyTrainTask, str, str]:
     """Load the data (the ``--train_subset`` / ``--test_subset`` draws first) and build the ConvNet,
-    loss, optimizer, schedule, batches and augmentation of ``cfg``; every generator comes from
-    ``--seed`` through :class:`numpy.random.SeedSequence`."""
-    subset_seq, task_seq = np.random.SeedSequence(cfg.seed).spawn(2)
-    init_seq, batch_seq, augment_seq = task_seq.spawn(3)
+    loss, optimizer, schedule, batches and augmentation of ``cfg``; every generator is seeded from
+    ``--seed`` by :func:`~backproplab.training.seeds.derive_seeds`, in the order of ``train convnet``."""
+    subset_seed, init_seed, batch_seed, augment_seed = derive_seeds(cfg.seed, 4)
     ds = load_dataset(cfg.dataset, cfg.data_dir) if dataset is None else dataset
     if cfg.train_subset is not None or cfg.test_subset is not None:
-        ds = ds.subset(cfg.train_subset, cfg.test_subset, np.random.default_rng(subset_seq))
+        ds = ds.subset(cfg.train_subset, cfg.test_subset, np.random.default_rng(subset_seed))
     data = prepare(ds, cfg.preprocess, layout="NCHW", validation_size=cfg.validation_size, seed=cfg.seed)
     model = nn.ConvNet(
         int(data.x_train.shape[1]),
         data.num_classes,
-        rng=np.random.default_rng(init_seq),
+        rng=np.random.default_rng(init_seed),
         input_grad=False,
     )
     optimizer = cfg.optimizer_spec().numpy(list(model.parameters()))
@@ -77,14 +77,14 @@ def build_task(
         optimizer=optimizer,
         scheduler=scheduler,
         data=data,
-        batches=BatchIterator(len(data.x_train), cfg.batch_size, np.random.default_rng(batch_seq)),
+        batches=BatchIterator(len(data.x_train), cfg.batch_size, np.random.default_rng(batch_seed)),
         divergence_hint=(
             f"likely causes: --learning_rate {cfg.learning_rate:g} is too high for --optimizer "
             f"{cfg.optimizer}, or the inputs are not normalised"
         ),
         eval_batch_size=cfg.eval_batch_size,
         augment=random_crop_flip_numpy if cfg.augment else None,
-        augment_rng=np.random.default_rng(augment_seq) if cfg.augment else None,
+        augment_rng=np.random.default_rng(augment_seed) if cfg.augment else None,
         log_lr=True,
         interrupts=interrupts,
     )

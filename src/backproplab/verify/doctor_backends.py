@@ -17,6 +17,29 @@ from backproplab.nn.grad_mode import no_grad
 from backproplab.nn.module import Module
 
 
+def grad_norm_in_eval_mode(
+    params: list[Any],
+    dropouts: list[Any],
+    backward: Callable[[], None],
+    squared_norm: Callable[[Any], float],
+) -> float:
+    """||dL/dparams|| of one ``backward()`` with the ``dropouts`` in evaluation mode, leaving the
+    parameters' gradients and the dropouts' mode as they were (NumPy and torch alike)."""
+    saved = [p.grad for p in params]
+    try:
+        for m in dropouts:
+            m.eval()
+        for p in params:
+            p.grad = None
+        backward()
+        return math.sqrt(sum(squared_norm(p.grad) for p in params if p.grad is not None))
+    finally:
+        for m in dropouts:
+            m.train()
+        for p, g in zip(params, saved, strict=True):
+            p.grad = g
+
+
 class Backend:
     """What the checks need from a model: loss, gradient norm, statistics, a training step."""
 
@@ -52,24 +75,16 @@ class NumpyBackend(Backend):
             return float(self.loss_fn(self.model(x), y))
 
     def grad_norm(self, x: np.ndarray, y: np.ndarray) -> float:
-        params = list(self.model.parameters())
-        saved = [p.grad for p in params]
-        dropouts = [m for m in self.model.modules() if isinstance(m, Dropout) and m.training]
-        try:
-            for m in dropouts:
-                m.eval()
-            for p in params:
-                p.grad = None
+        def backward() -> None:
             self.loss_fn(self.model(x), y)
             self.model.backward(self.loss_fn.backward(1.0))
-            return math.sqrt(
-                sum(float(np.sum(np.square(p.grad, dtype=np.float64))) for p in params if p.grad is not None)
-            )
-        finally:
-            for m in dropouts:
-                m.train()
-            for p, g in zip(params, saved, strict=True):
-                p.grad = g
+
+        return grad_norm_in_eval_mode(
+            list(self.model.parameters()),
+            [m for m in self.model.modules() if isinstance(m, Dropout) and m.training],
+            backward,
+            lambda g: float(np.sum(np.square(g, dtype=np.float64))),
+        )
 
     def stats(self, x: np.ndarray, y: np.ndarray) -> list[LayerStats]:
         return numpy_layer_stats(self.model, x, y, self.loss_fn, optimizer=self.optimizer)
@@ -113,25 +128,16 @@ class TorchBackend(Backend):
     def grad_norm(self, x: np.ndarray, y: np.ndarray) -> float:
         import torch
 
-        params = list(self.model.parameters())
-        saved = [p.grad for p in params]
-        dropouts = [
-            m
-            for m in self.model.modules()
-            if isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.training
-        ]
-        try:
-            for m in dropouts:
-                m.eval()
-            for p in params:
-                p.grad = None
-            self.loss_fn(self.model(self._t(x)), self._t(y)).backward()
-            return math.sqrt(sum(float(p.grad.double().pow(2).sum()) for p in params if p.grad is not None))
-        finally:
-            for m in dropouts:
-                m.train()
-            for p, g in zip(params, saved, strict=True):
-                p.grad = g
+        return grad_norm_in_eval_mode(
+            list(self.model.parameters()),
+            [
+                m
+                for m in self.model.modules()
+                if isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.training
+            ],
+            lambda: self.loss_fn(self.model(self._t(x)), self._t(y)).backward(),
+            lambda g: float(g.double().pow(2).sum()),
+        )
 
     def stats(self, x: np.ndarray, y: np.ndarray) -> list[LayerStats]:
         return torch_layer_stats(self.model, x, y, self.loss_fn, optimizer=self.optimizer)

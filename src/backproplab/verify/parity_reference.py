@@ -45,6 +45,16 @@ def torch_target(y: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
 Arrays = dict[str, np.ndarray]
 
 
+def backward_grads(x_t: torch.Tensor, module: tnn.Module) -> Arrays:
+    """After a backward pass through ``module`` from ``x_t``: ``"input grad"`` (when ``x_t`` has one)
+    and ``"<parameter name> grad"`` for every parameter that has one."""
+    out: Arrays = {} if x_t.grad is None else {"input grad": x_t.grad.numpy()}
+    for name, p in module.named_parameters():
+        if p.grad is not None:
+            out[f"{name} grad"] = p.grad.numpy()
+    return out
+
+
 def run_leaf(t_mod: tnn.Module, x: np.ndarray, grad_out: np.ndarray | None, dtype: torch.dtype) -> Arrays:
     """One torch layer on the NumPy layer's input (and upstream gradient): output, input and param grads."""
     x_t = as_tensor(x)
@@ -55,11 +65,7 @@ def run_leaf(t_mod: tnn.Module, x: np.ndarray, grad_out: np.ndarray | None, dtyp
     out: Arrays = {"output": y_t.detach().numpy()}
     if grad_out is not None:
         y_t.backward(as_tensor(grad_out).to(y_t.dtype))
-        if x_t.grad is not None:
-            out["input grad"] = x_t.grad.numpy()
-        for pname, p in t_mod.named_parameters():
-            if p.grad is not None:
-                out[f"{pname} grad"] = p.grad.numpy()
+        out.update(backward_grads(x_t, t_mod))
     return out
 
 
@@ -85,9 +91,5 @@ def run_model(
         "loss": loss.detach().numpy(),
         "loss grad": o_t.grad.numpy(),
     }
-    if x_t.grad is not None:
-        out["input grad"] = x_t.grad.numpy()
-    for name, p in twin.named_parameters():
-        if p.grad is not None:
-            out[f"{name} grad"] = p.grad.numpy()
+    out.update(backward_grads(x_t, twin))
     return out
