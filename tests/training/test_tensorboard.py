@@ -75,3 +75,23 @@ def test_convnet_numpy_writes_scalars(tmp_path: Path) -> None:
     )
     tags = _scalars(out)
     assert [s for s, _ in tags["train/loss"]] == [1, 2, 3] and [s for s, _ in tags["test/accuracy"]] == [3]
+
+
+def test_a_resumed_process_supersedes_the_steps_logged_after_the_checkpoint(tmp_path: Path) -> None:
+    """An interrupted process logged steps 1-13; the resumed one continues from a checkpoint at step 10
+    and logs 11-15 again, into its own event file: TensorBoard shows each step once, the new values
+    from step 11 on (its SessionLog START purges the orphans, as metrics.jsonl is truncated)."""
+    from backproplab.training.tensorboard import TensorBoardLog
+
+    first = TensorBoardLog(tmp_path)
+    for step in range(1, 14):
+        first.log({"step": step, "train_loss": float(step)})
+    first.close()
+    second = TensorBoardLog(tmp_path)
+    second.path = tmp_path / (first.path.name + ".resumed")  # another process's file, read after the first
+    for step in range(11, 16):
+        second.log({"step": step, "train_loss": 100.0 + step})
+    second.close()
+    loss = _scalars(tmp_path)["train/loss"]
+    assert [s for s, _ in loss] == list(range(1, 16))
+    assert [v for _, v in loss] == [float(s) for s in range(1, 11)] + [100.0 + s for s in range(11, 16)]

@@ -9,8 +9,14 @@ The event file is written here, with no dependency (tensorboardX imports torch w
 installed, and the NumPy trainers must run without it): TensorBoard's format is a sequence of
 TFRecords (``uint64 length``, masked CRC-32C of the length, the bytes, masked CRC-32C of the bytes),
 each an ``Event`` protocol buffer: ``wall_time`` (field 1, double), ``step`` (2, int64), and either
-``file_version`` (3, the first record) or a ``Summary`` (5) of ``Value`` messages with ``tag`` (1)
-and ``simple_value`` (2, float).
+``file_version`` (3, the first record), a ``SessionLog`` (7) or a ``Summary`` (5) of ``Value``
+messages with ``tag`` (1) and ``simple_value`` (2, float).
+
+A resumed run continues from its checkpoint's step, so the steps that the interrupted process
+logged after that checkpoint would appear twice. As TensorFlow's summary writers do, every process
+writes a ``SessionLog`` START event at the step of its first record: TensorBoard then discards the
+earlier events at or after that step (its "purge orphaned data", on by default), as
+``metrics.jsonl`` is truncated to the checkpoint's step.
 """
 
 from __future__ import annotations
@@ -82,13 +88,24 @@ def _field(number: int, payload: bytes) -> bytes:
     return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
+#: ``SessionLog.status`` START (``tensorflow/core/util/event.proto``), as a serialised SessionLog.
+SESSION_START = b"\x08\x01"
+
+
 def event(
-    step: int, wall_time: float, *, version: str | None = None, values: Mapping[str, float] | None = None
+    step: int,
+    wall_time: float,
+    *,
+    version: str | None = None,
+    values: Mapping[str, float] | None = None,
+    session_start: bool = False,
 ) -> bytes:
-    """One serialised ``Event``: a file version, or a summary of scalar values."""
+    """One serialised ``Event``: a file version, a session start, or a summary of scalar values."""
     body = b"\x09" + struct.pack("<d", wall_time) + b"\x10" + _varint(max(step, 0))
     if version is not None:
         body += _field(3, version.encode())
+    if session_start:
+        body += _field(7, SESSION_START)
     if values:
         summary = b"".join(
             _field(1, _field(1, tag.encode()) + b"\x15" + struct.pack("<f", v)) for tag, v in values.items()
@@ -119,7 +136,11 @@ class TensorBoardLog:
     def log(self, rec: Mapping[str, Any]) -> None:
         values = dict(scalars(rec))
         if values:
-            self._pending += record(event(int(rec["step"]), time.time(), values=values))
+            step = int(rec["step"])
+            if not self._started:  # this process's first record: earlier events from here on are orphans
+                self._pending += record(event(step, time.time(), session_start=True))
+                self._started = True
+            self._pending += record(event(step, time.time(), values=values))
 
     def flush(self) -> None:
         if not self._pending:
