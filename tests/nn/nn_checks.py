@@ -31,7 +31,7 @@ from hypothesis import settings
 
 from backproplab import nn
 from backproplab.verify import GradcheckCase, GradcheckReport, run_case
-from backproplab.verify.registry import case_rng
+from backproplab.verify.registry import case_rng, randomized
 
 #: Hypothesis budget of the shape-sweeping tests: small, as the suite must stay fast on 2 cores.
 SHAPE_SETTINGS = settings(max_examples=25, deadline=None)
@@ -272,3 +272,27 @@ CHECKS = [
     pytest.param(check_numeric, id="float64-numeric"),
     pytest.param(check_twin, id="float32-torch", marks=pytest.mark.torch),
 ]
+
+
+def conv_case(case: dict[str, Any], algorithm: str = "auto") -> GradcheckCase:
+    """A drawn Conv2d geometry (``c_in``, ``c_out``, ``kernel``, ``stride``, ``padding``, ``bias``,
+    ``n``, ``h``, ``w``; kernel 3, stride 1 where absent) as a gradcheck case: random weights and
+    bias, N(0, 1) input, computed by ``algorithm``."""
+    return GradcheckCase(
+        "Conv2d",
+        "Conv2d",
+        lambda rng: randomized(
+            nn.Conv2d(
+                case["c_in"],
+                case["c_out"],
+                case.get("kernel", 3),
+                case.get("stride", 1),
+                case["padding"],
+                case["bias"],
+                rng=rng,
+                algorithm=algorithm,
+            ),
+            rng,
+        ),
+        lambda rng: rng.normal(size=(case["n"], case["c_in"], case["h"], case["w"])),
+    )

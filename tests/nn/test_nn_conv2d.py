@@ -10,13 +10,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from nn_checks import CHECKS, channels_last, check_numeric, check_twin
+from nn_checks import CHECKS, channels_last, check_numeric, check_twin, conv_case
 
 from backproplab.errors import ShapeError
 from backproplab.nn import Conv2d, no_grad
 from backproplab.nn.conv import TRANSPOSED_MIN_CHANNELS, col2im, conv_output_size, im2col
 from backproplab.verify import GradcheckCase
-from backproplab.verify.registry import randomized
 
 #: Input channel counts drawn: below TRANSPOSED_MIN_CHANNELS dL/dX goes through col2im, at or above
 #: it (with stride 1) through the transposed-convolution matmul; both are exercised.
@@ -43,27 +42,6 @@ def conv_cases(draw: Any) -> dict[str, Any]:
         "padding": (ph, pw),
         "bias": draw(st.booleans()),
     }
-
-
-def conv_case(case: dict[str, Any]) -> GradcheckCase:
-    """The drawn geometry as a gradcheck case: random weights and bias, N(0, 1) input."""
-    return GradcheckCase(
-        "Conv2d",
-        "Conv2d",
-        lambda rng: randomized(
-            Conv2d(
-                case["c_in"],
-                case["c_out"],
-                case["kernel"],
-                case["stride"],
-                case["padding"],
-                case["bias"],
-                rng=rng,
-            ),
-            rng,
-        ),
-        lambda rng: rng.normal(size=(case["n"], case["c_in"], case["h"], case["w"])),
-    )
 
 
 @pytest.mark.parametrize("check", CHECKS)

@@ -12,14 +12,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from nn_checks import CHECKS, TOLERANCES
+from nn_checks import CHECKS, TOLERANCES, conv_case
 
 from backproplab import nn
 from backproplab.nn import Conv2d, parallel, winograd
 from backproplab.nn.conv import WINOGRAD_MIN_CHANNELS, set_conv_algorithm
 from backproplab.nn.fastmath import EXPM1_MAX_ULPS, expm1_nonpositive
-from backproplab.verify import GradcheckCase
-from backproplab.verify.registry import randomized
 
 #: Winograd against im2col in float32: |difference| <= FLOAT32_MATCH_RTOL * max |im2col value| per
 #: tensor. The two sum the same products in different orders, through transforms that only add,
@@ -129,26 +127,6 @@ def test_winograd_convnet_shape_matches_im2col() -> None:
         _assert_match(a, b, FLOAT32_MATCH_RTOL, what)
 
 
-def winograd_case(case: dict[str, Any]) -> GradcheckCase:
-    return GradcheckCase(
-        "Conv2d",
-        "Conv2d",
-        lambda rng: randomized(
-            Conv2d(
-                case["c_in"],
-                case["c_out"],
-                3,
-                padding=case["padding"],
-                bias=case["bias"],
-                rng=rng,
-                algorithm="winograd",
-            ),
-            rng,
-        ),
-        lambda rng: rng.normal(size=(case["n"], case["c_in"], case["h"], case["w"])),
-    )
-
-
 @pytest.mark.parametrize("check", CHECKS)
 @settings(max_examples=10, deadline=None)
 @given(case=winograd_cases(every_tap_reads_input=True), seed=st.integers(0, 2**16), nhwc_memory=st.booleans())
@@ -157,7 +135,7 @@ def test_winograd_gradcheck_and_torch(
 ) -> None:
     """The Winograd path itself: float64 central differences, float32 against torch.nn.Conv2d."""
     tensors = ["input", "weight", "bias"] if case["bias"] else ["input", "weight"]
-    check(winograd_case(case), seed, tensors=tensors, nhwc_memory=nhwc_memory)
+    check(conv_case(case, "winograd"), seed, tensors=tensors, nhwc_memory=nhwc_memory)
 
 
 def test_winograd_without_input_grad() -> None:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from nn_checks import CHECKS, check_twin
 
 from backproplab.errors import ShapeError
-from backproplab.nn import AdaptiveAvgPool2d, GlobalAvgPool2d, MaxPool2d, parallel
+from backproplab.nn import AdaptiveAvgPool2d, GlobalAvgPool2d, MaxPool2d, no_grad, parallel
 from backproplab.nn.pooling import adaptive_bins
 from backproplab.verify import GradcheckCase
 from backproplab.verify.registry import without_ties
@@ -150,3 +150,14 @@ def test_maxpool_chunked_and_threaded_is_bit_equal(
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(dx, dx_ref)
     assert np.count_nonzero(dx_ref) > 0
+
+
+def test_maxpool_under_no_grad_gives_the_same_output_and_caches_nothing() -> None:
+    """Inside no_grad the winning offsets are not tracked: the same maxima, and backward is an error."""
+    x = np.random.default_rng(1).integers(0, 4, size=(3, 2, 7, 6)).astype(np.float32)
+    pool = MaxPool2d(3, 2, 1)
+    with no_grad():
+        y = pool(x)
+    np.testing.assert_array_equal(y, MaxPool2d(3, 2, 1)(x))
+    with pytest.raises(RuntimeError, match="without a forward"):
+        pool.backward(np.ones(y.shape, dtype=np.float32))

@@ -10,6 +10,7 @@ import numpy as np
 
 from backproplab.errors import ShapeError
 from backproplab.nn.conv import conv_output_size, nchw, nhwc, offset_span, pair
+from backproplab.nn.grad_mode import is_grad_enabled
 from backproplab.nn.module import Module, check_dout, check_input
 from backproplab.nn.parallel import parallel_rows, row_chunks
 
@@ -72,33 +73,37 @@ class MaxPool2d(Module):
         ho, wo = self.output_hw(h, w)
         xh = nhwc(x)  # (N, H, W, C) view
         out = np.empty((n, ho, wo, c), dtype=x.dtype)
-        winner = np.empty((n, ho, wo, c), dtype=np.uint8)
+        # the winning offsets only when a backward can follow (not inside no_grad)
+        winner = np.empty((n, ho, wo, c), dtype=np.uint8) if is_grad_enabled() else None
 
         def pool_rows(rows: slice) -> None:
             for r in row_chunks(rows, h * w * c * x.itemsize):
-                self._max_over_window(xh[r], out[r], winner[r])
+                self._max_over_window(xh[r], out[r], None if winner is None else winner[r])
 
         parallel_rows(n, pool_rows, h * w * c)
         self._save_for_backward(winner, (n, h, w, c))
         return nchw(out)
 
-    def _max_over_window(self, xh: np.ndarray, out: np.ndarray, winner: np.ndarray) -> None:
-        """out = the window maxima of the images ``xh`` (n, H, W, C), winner = the winning offsets."""
+    def _max_over_window(self, xh: np.ndarray, out: np.ndarray, winner: np.ndarray | None) -> None:
+        """out = the window maxima of the images ``xh`` (n, H, W, C), winner (unless None) = the
+        winning offsets."""
         h, w = xh.shape[1:3]
         ho, wo = out.shape[1:3]
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         out.fill(-np.inf)
-        winner.fill(0)
+        if winner is not None:
+            winner.fill(0)
         for i in range(kh):
             oh_lo, oh_hi, hs = offset_span(h, ho, i, sh, ph)
             for j in range(kw):
                 ow_lo, ow_hi, ws = offset_span(w, wo, j, sw, pw)
                 o = out[:, oh_lo:oh_hi, ow_lo:ow_hi]  # (n, a, b, C) view
                 v = xh[:, hs, ws]  # (n, a, b, C) the values at this window offset
-                better = v > o  # strictly: the first maximum wins ties, as torch
-                np.maximum(o, v, out=o)
                 k = np.uint8(i * kw + j)
-                if k:  # offsets increase, so the winner is the largest offset that improved the maximum
+                # offsets increase, so the winner is the largest offset that improved the maximum
+                better = v > o if winner is not None and k else None  # strictly: the first maximum wins ties
+                np.maximum(o, v, out=o)
+                if better is not None and winner is not None:
                     wv = winner[:, oh_lo:oh_hi, ow_lo:ow_hi]
                     np.maximum(wv, better * k, out=wv)  # measured faster than np.copyto(where=)
 

@@ -74,6 +74,15 @@ def on_eval(callback: EvalCallback) -> Iterator[None]:
         _ON_EVAL.reset(token)
 
 
+def evaluate_splits(data: Any, evaluate_split: Callable[[Any, Any], tuple[float, float]]) -> dict[str, float]:
+    """``test_loss``, ``test_acc`` and, when ``data`` has a validation split (``x_val`` not None),
+    ``val_loss``, ``val_acc``: ``evaluate_split(x, y)`` gives (mean loss, accuracy) of one split."""
+    out = dict(zip(("test_loss", "test_acc"), evaluate_split(data.x_test, data.y_test), strict=True))
+    if data.x_val is not None and data.y_val is not None:
+        out.update(zip(("val_loss", "val_acc"), evaluate_split(data.x_val, data.y_val), strict=True))
+    return out
+
+
 def _val_summary(last: dict[str, Any], best: dict[str, Any]) -> dict[str, Any]:
     """The summary entries of the validation split from the last and the best evaluation."""
     return {

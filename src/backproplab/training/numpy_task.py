@@ -22,6 +22,7 @@ from backproplab import nn
 from backproplab.data import BatchIterator, iterate_minibatches
 from backproplab.errors import CheckpointError
 from backproplab.training.interrupt import InterruptFlag
+from backproplab.training.loop import evaluate_splits
 from backproplab.training.numpy_checkpoint import (
     CHECKPOINT_NAME,
     check_config_match,
@@ -178,11 +179,7 @@ class NumpyTrainTask:
     def evaluate(self) -> dict[str, float]:
         """Mean cross-entropy and accuracy on the test split (and the validation split, if any), in
         eval mode without caches."""
-        d = self.data
-        out = dict(zip(("test_loss", "test_acc"), self._evaluate_split(d.x_test, d.y_test), strict=True))
-        if d.x_val is not None and d.y_val is not None:
-            out.update(zip(("val_loss", "val_acc"), self._evaluate_split(d.x_val, d.y_val), strict=True))
-        return out
+        return evaluate_splits(self.data, self._evaluate_split)
 
     def _evaluate_split(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         """(mean cross-entropy, accuracy) on the inputs ``x`` and labels ``y``."""

@@ -16,6 +16,7 @@ from backproplab.errors import CheckpointError, NonFiniteError
 from backproplab.training.checkpoint import load_state, save_checkpoint
 from backproplab.training.device_data import DeviceBatchSampler, DeviceData
 from backproplab.training.interrupt import InterruptFlag
+from backproplab.training.loop import evaluate_splits
 from backproplab.training.lr_schedules import current_lr
 from backproplab.training.numpy_checkpoint import check_config_match
 from backproplab.training.run_dir import RunDir
@@ -96,11 +97,7 @@ class TorchTrainTask:
         return float(loss.detach())
 
     def evaluate(self) -> dict[str, float]:
-        d = self.data
-        out = dict(zip(("test_loss", "test_acc"), self._evaluate_split(d.x_test, d.y_test), strict=True))
-        if d.x_val is not None and d.y_val is not None:
-            out.update(zip(("val_loss", "val_acc"), self._evaluate_split(d.x_val, d.y_val), strict=True))
-        return out
+        return evaluate_splits(self.data, self._evaluate_split)
 
     def _evaluate_split(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
         """(mean cross-entropy, accuracy) on the inputs ``x`` and labels ``y``."""
