@@ -3,8 +3,9 @@
 Both sides get the same thread count (OPENBLAS/OMP/MKL threads, set before NumPy is imported, and
 torch.set_num_threads), the same weights (the torch model's state dict loaded into the NumPy
 model) and the same batch. Every measurement interleaves NumPy and PyTorch repetitions, so load
-from other processes hits both alike, and reports the median. Ratios are NumPy time / PyTorch
-time (at most 1.0: the NumPy engine is at least as fast).
+from other processes hits both alike, with a pause before each timed run so that neither side's
+idle BLAS/OpenMP threads still spin into the other's timing (``interleave.py``), and reports the
+median. Ratios are NumPy time / PyTorch time (below 1.0: the NumPy engine is faster).
 
 0. A float32 GEMM (3072 x 3072, NumPy's BLAS) measured in the same run: the machine's limit, against
    which the achieved GFLOP/s below are reported.
@@ -68,6 +69,7 @@ import tracemalloc  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from typing import Any  # noqa: E402
 
+import interleave  # noqa: E402
 import numpy as np  # noqa: E402
 from gemm import GEMM_SIZE, gemm_gflops  # noqa: E402
 
@@ -151,17 +153,9 @@ def batch(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def interleaved(fn_a: Callable[[], object], fn_b: Callable[[], object], repeats: int) -> tuple[float, float]:
-    """Median seconds of fn_a and fn_b, timed alternately after one warm-up call each."""
-    fn_a(), fn_b()
-    ta, tb = [], []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn_a()
-        t1 = time.perf_counter()
-        fn_b()
-        t2 = time.perf_counter()
-        ta.append(t1 - t0)
-        tb.append(t2 - t1)
+    """Median seconds of fn_a and fn_b, timed alternately after one warm-up call each, with a pause
+    before each timed call (:mod:`interleave`)."""
+    ta, tb = interleave.interleaved(fn_a, fn_b, repeats)
     return float(np.median(ta)), float(np.median(tb))
 
 

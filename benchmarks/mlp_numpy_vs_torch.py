@@ -2,7 +2,8 @@
 
 Both sides get the same thread count (OpenBLAS/OMP threads for NumPy, torch.set_num_threads for
 PyTorch), the same weights, the same batches and plain SGD; each side runs interleaved
-repetitions; the median and the best repetition's step times are reported. The ratio is NumPy time / PyTorch time;
+repetitions, each after a pause that lets the other's idle threads stop spinning (``interleave.py``);
+the median and the best repetition's step times are reported. The ratio is NumPy time / PyTorch time;
 the target is at most 0.9 at both sizes. Achieved GFLOP/s (the step's matrix products: forward, dL/dW
 and dL/dX except for the first layer, which neither framework computes) are reported against a float32
 3072 x 3072 GEMM measured in the same run.
@@ -39,6 +40,7 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from gemm import GEMM_SIZE, gemm_gflops  # noqa: E402
+from interleave import interleaved  # noqa: E402
 
 from backproplab import nn  # noqa: E402
 from backproplab.torch_models import TorchMLP  # noqa: E402
@@ -91,24 +93,16 @@ def bench(hidden: list[int]) -> tuple[float, float, float, float]:
     topt = torch.optim.SGD(tmodel.parameters(), lr=LR)
     txs, tys = torch.from_numpy(xs), torch.from_numpy(ys)
 
-    def run_numpy() -> float:
-        t0 = time.perf_counter()
+    def run_numpy() -> None:
         for i in range(ARGS.steps):
             numpy_step(nmodel, nloss, nopt, xs[i % n_batches], ys[i % n_batches])
-        return (time.perf_counter() - t0) / ARGS.steps
 
-    def run_torch() -> float:
-        t0 = time.perf_counter()
+    def run_torch() -> None:
         for i in range(ARGS.steps):
             torch_step(tmodel, tloss, topt, txs[i % n_batches], tys[i % n_batches])
-        return (time.perf_counter() - t0) / ARGS.steps
 
-    run_numpy(), run_torch()  # warm-up
-    tn, tt = [], []
-    for _ in range(ARGS.repeats):
-        tn.append(run_numpy())
-        tt.append(run_torch())
-    return float(np.median(tn)), float(np.median(tt)), float(min(tn)), float(min(tt))
+    tn, tt = (np.array(t) / ARGS.steps for t in interleaved(run_numpy, run_torch, ARGS.repeats))
+    return float(np.median(tn)), float(np.median(tt)), float(tn.min()), float(tt.min())
 
 
 def time_full_run(path: str) -> None:

@@ -278,19 +278,37 @@ def test_expm1_nonpositive_within_its_ulp_bound() -> None:
     np.testing.assert_allclose(expm1_nonpositive(z64), np.expm1(z64), rtol=1e-14)
 
 
+def _elu_forward_backward(x: np.ndarray, dout: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    elu = nn.ELU()
+    return elu(x), elu.backward(dout)
+
+
 def test_elu_threaded_is_bit_equal(monkeypatch: pytest.MonkeyPatch) -> None:
-    x = np.random.default_rng(0).normal(size=(200, 1024)).astype(np.float32)
+    """Forward and backward, blocked and threaded, give the same bits as one block on one thread,
+    and the values of the formula (expm1 within its ulp bound; derivative exp(x) for x <= 0)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 1024)).astype(np.float32)
+    dout = rng.normal(size=x.shape).astype(np.float32)
     parallel.set_num_threads(1)
+    monkeypatch.setattr(parallel, "BLOCK_ELEMENTS", 1 << 30)
     try:
-        plain = nn.ELU()(x)
+        plain, plain_dx = _elu_forward_backward(x, dout)
     finally:
-        parallel.set_num_threads(2)
+        monkeypatch.undo()
+    parallel.set_num_threads(2)
     monkeypatch.setattr(parallel, "BLOCK_ELEMENTS", 777)
     monkeypatch.setattr(parallel, "MIN_PARALLEL_ELEMENTS", 1)
     try:
-        fast = nn.ELU(alpha=1.0)(x[:, ::1])
-        strided = nn.ELU()(np.asfortranarray(x))
+        fast, fast_dx = _elu_forward_backward(x[:, ::1], dout)
+        strided, strided_dx = _elu_forward_backward(np.asfortranarray(x), np.asfortranarray(dout))
     finally:
         parallel.set_num_threads(None)
-    np.testing.assert_array_equal(fast, plain)
-    np.testing.assert_array_equal(strided, plain)
+    for a, b in ((fast, plain), (strided, plain), (fast_dx, plain_dx), (strided_dx, plain_dx)):
+        np.testing.assert_array_equal(a, b)
+    x64 = x.astype(np.float64)
+    exact = np.where(x64 > 0, x64, np.expm1(np.minimum(x64, 0)))
+    ulp = np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
+    assert np.all(np.abs(plain - exact) <= EXPM1_MAX_ULPS * ulp)
+    # the derivative comes from y as y + 1: absolute error of a few float32 ulps of 1, times |dout|
+    deriv_error = np.abs(plain_dx - np.where(x64 > 0, 1, np.exp(x64)) * dout)
+    assert np.all(deriv_error <= 4 * np.finfo(np.float32).eps * np.abs(dout))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from backproplab.nn.fastmath import expm1_nonpositive
+from backproplab.nn.fastmath import expm1_nonpositive, zeros
 from backproplab.nn.module import Module, check_dout, check_input
 from backproplab.nn.parallel import parallel_blocks
 
@@ -37,11 +37,12 @@ class ELU(Module):
         xf, yf = x.reshape(-1), y.reshape(-1)  # xf copies only if x is not contiguous
 
         def block(s: slice) -> None:  # cache-sized blocks, spread over the threads
-            ys = np.minimum(xf[s], 0, out=yf[s])
-            expm1_nonpositive(ys, out=ys)  # exp(min(x, 0)) - 1: 0 where x > 0, no overflow for large x
+            xs, ys = xf[s], yf[s]
+            neg = np.minimum(xs, zeros(xs.size, xs.dtype))  # min(x, 0)
+            expm1_nonpositive(neg, out=ys)  # exp(min(x, 0)) - 1: 0 where x > 0, no overflow for large x
             if self.alpha != 1.0:
                 ys *= self.alpha
-            ys += np.maximum(xf[s], 0)  # x where x > 0, alpha * (exp(x) - 1) elsewhere
+            ys += np.subtract(xs, neg, out=neg)  # + max(x, 0) = x - min(x, 0), exactly
 
         parallel_blocks(y.size, block)
         self._save_for_backward(y)
@@ -50,12 +51,18 @@ class ELU(Module):
     def backward(self, dout: np.ndarray) -> np.ndarray:
         (y,) = self._saved()
         _check_dout(self, dout, y)
-        deriv = np.minimum(y, 0)
-        deriv += self.alpha  # y + alpha = alpha * exp(x) where x <= 0
         if self.alpha != 1.0:
-            deriv[y > 0] = 1  # with alpha = 1, min(y, 0) + 1 is already 1 there
-        deriv *= dout
-        return deriv
+            return np.where(y > 0, 1, np.minimum(y, 0) + self.alpha).astype(y.dtype) * dout
+        dx = np.empty(y.shape, dtype=dout.dtype)
+        yf, df, dxf = y.reshape(-1), dout.reshape(-1), dx.reshape(-1)
+
+        def block(s: slice) -> None:  # derivative min(y, 0) + 1: exp(x) where x <= 0, else 1
+            dxs = np.minimum(yf[s], zeros(dxf[s].size, y.dtype), out=dxf[s])
+            dxs += 1
+            dxs *= df[s]
+
+        parallel_blocks(dx.size, block)
+        return dx
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}"

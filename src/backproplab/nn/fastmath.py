@@ -4,9 +4,14 @@ NumPy's ``np.expm1`` runs the scalar C library function element by element (abou
 float32 value here, ten times ``np.exp`` or ``np.tanh``, which have SIMD loops). ELU needs
 exp(x) - 1 only for x <= 0, where an identity through tanh is exact in real arithmetic and
 accurate in floating point.
+
+:func:`zeros` serves ``np.minimum(x, 0)``: against a scalar, NumPy's minimum and maximum run a
+loop about 4x slower than against an array of zeros (measured 0.84 against 0.22 ns per float32).
 """
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 
@@ -29,3 +34,21 @@ def expm1_nonpositive(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarra
     t += t
     t /= d
     return t
+
+
+_zeros_lock = threading.Lock()
+_zeros: dict[np.dtype, np.ndarray] = {}
+
+
+def zeros(n: int, dtype: np.dtype | type) -> np.ndarray:
+    """A read-only array of ``n`` zeros of ``dtype``: a view of one cached array per dtype (grown
+    to the largest request), so that ``np.minimum(x, zeros(x.size, x.dtype))`` (with ``x`` flat)
+    allocates nothing."""
+    dt = np.dtype(dtype)
+    with _zeros_lock:
+        z = _zeros.get(dt)
+        if z is None or z.size < n:
+            z = np.zeros(n, dtype=dt)
+            z.flags.writeable = False
+            _zeros[dt] = z
+    return z[:n]

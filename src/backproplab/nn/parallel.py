@@ -80,16 +80,19 @@ def split(size: int, parts: int) -> list[slice]:
 def parallel_blocks(
     size: int,
     fn: Callable[[slice], None],
-    block: int = BLOCK_ELEMENTS,
-    min_parallel: int = MIN_PARALLEL_ELEMENTS,
+    block: int | None = None,
+    min_parallel: int | None = None,
 ) -> None:
     """Call ``fn(s)`` for slices ``s`` of at most ``block`` elements that cover ``range(size)`` once.
 
     With more than one thread and at least ``min_parallel`` elements per thread, the range is
     first split into one contiguous part per thread, which the threads work through in parallel
     (the calling thread takes the first part). ``fn`` must only touch its slice; exceptions
-    propagate to the caller.
+    propagate to the caller. ``block`` and ``min_parallel`` default to :data:`BLOCK_ELEMENTS` and
+    :data:`MIN_PARALLEL_ELEMENTS` (read at each call).
     """
+    block = BLOCK_ELEMENTS if block is None else block
+    min_parallel = MIN_PARALLEL_ELEMENTS if min_parallel is None else min_parallel
     threads = min(num_threads(), max(1, size // max(1, min_parallel)))
 
     def run(part: slice) -> None:

@@ -237,11 +237,11 @@ def backward(
     co, ci = weight.shape[:2]
     dt = xh.dtype
     ut = transform_weight(weight) if needs_input_grad else None  # (16, C_out, C_in)
-    dut = np.zeros((16, co, ci), dtype=dt)  # dL/dU^T, summed over the chunks
-    dut_chunk = np.empty_like(dut)
+    dut = np.empty((16, co, ci), dtype=dt)  # dL/dU^T, summed over the chunks
+    dut_chunk: np.ndarray | None = None  # a chunk's share, from the second chunk on
     dx = np.empty((geo.n, geo.h, geo.w, ci), dtype=dt) if needs_input_grad else None
     odd = geo.ho % 2 == 1 or geo.wo % 2 == 1
-    for chunk in batch_chunks(geo, co):
+    for k, chunk in enumerate(batch_chunks(geo, co)):
         cg = Geometry(xh[chunk].shape, padding)
         gc = gh[chunk]
         # dYt[i*2 + j, n, a, b] = G[n, 2a + i, 2b + j], zero where the tile overhangs an odd output
@@ -259,8 +259,11 @@ def backward(
         dm = scratch(_PRODUCTS, (16, cg.t, co), dt)
         np.matmul(_kron(KRON_A, dt).T, dyt.reshape(4, -1), out=dm.reshape(16, -1))  # (16,4) @ (4, T*C_out)
         v = transform_input(xh[chunk], cg)  # (16, T, C_in), recomputed: cheaper than caching 4x the input
-        np.matmul(dm.transpose(0, 2, 1), v, out=dut_chunk)  # 16 x (C_out, T) @ (T, C_in)
-        dut += dut_chunk
+        if k == 0:  # 16 x (C_out, T) @ (T, C_in)
+            np.matmul(dm.transpose(0, 2, 1), v, out=dut)
+        else:
+            dut_chunk = np.matmul(dm.transpose(0, 2, 1), v, out=dut_chunk)
+            dut += dut_chunk
         if ut is None or dx is None:
             continue
         dv = v  # V is no longer needed: dL/dV takes its buffer

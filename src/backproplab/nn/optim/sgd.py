@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import partial
 
 import numpy as np
 
+from backproplab.nn.blas import axpy
 from backproplab.nn.optim.optimizer import Optimizer
-from backproplab.nn.parallel import parallel_blocks
 from backproplab.nn.parameter import Parameter
-
-
-def sgd_update(p: np.ndarray, g: np.ndarray, lr: float) -> None:
-    """p <- p - lr * g in place, for (matching slices of) a parameter and its gradient."""
-    p -= np.multiply(g, lr)
-
-
-def _sgd_block(p: np.ndarray, g: np.ndarray, lr: float, s: slice) -> None:
-    """:func:`sgd_update` on the slice ``s`` of flattened p and g."""
-    sgd_update(p[s], g[s], lr)
 
 
 class SGD(Optimizer):
@@ -30,6 +19,9 @@ class SGD(Optimizer):
     with momentum: b <- g at the first step, else b <- momentum * b + (1 - dampening) * g;
     g <- g + momentum * b (nesterov) or g <- b;
     p <- p - lr * g.
+
+    The updates run as BLAS axpy where it is available (:func:`backproplab.nn.blas.axpy`: one pass
+    over memory, over BLAS's threads), else as NumPy ufuncs.
     """
 
     def __init__(
@@ -60,11 +52,10 @@ class SGD(Optimizer):
                     buf = st["momentum_buffer"] = np.array(g, copy=True)
                 else:
                     buf *= self.momentum
-                    buf += (1 - self.dampening) * g
-                g = g + self.momentum * buf if self.nesterov else buf
-            if p.data.flags.c_contiguous and g.flags.c_contiguous and g.dtype == p.data.dtype:
-                # p <- p - lr * g in cache-sized blocks over the threads (lr * g never leaves the cache)
-                pf, gf = p.data.reshape(-1), g.reshape(-1)
-                parallel_blocks(pf.size, partial(_sgd_block, pf, gf, self.lr))
-            else:
-                sgd_update(p.data, g, self.lr)
+                    axpy(1 - self.dampening, g, buf)  # b <- momentum * b + (1 - dampening) * g
+                if self.nesterov:
+                    g = np.array(g, copy=True)
+                    axpy(self.momentum, buf, g)  # g + momentum * b
+                else:
+                    g = buf
+            axpy(-self.lr, g.astype(p.data.dtype, copy=False), p.data)  # p <- p - lr * g, one pass
