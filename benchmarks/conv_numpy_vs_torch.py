@@ -27,7 +27,7 @@ median. Ratios are NumPy time / PyTorch time (below 1.0: the NumPy engine is fas
    per step times the steps);
    for NumPy, tracemalloc's count of live NumPy allocations is reported at the same two points.
    Target: NumPy peak at most 2x PyTorch's; no growth.
-4. ``--mlp`` also runs ``benchmarks/mlp_numpy_vs_torch.py`` (the engine's MLP target, ratio <= 1.0).
+4. ``--mlp`` also runs ``benchmarks/mlp_numpy_vs_torch.py`` (the engine's MLP target, ratio <= 0.9).
 
     python benchmarks/conv_numpy_vs_torch.py [--threads 2] [--repeats 7] [--mem_steps 200] [--mlp]
         [--algorithm auto|im2col|winograd]
