@@ -71,4 +71,5 @@ def test_a_binding_that_does_not_compute_axpy_is_rejected() -> None:
 
     assert not blas._works(does_nothing, np.dtype(np.float32))
     assert not blas._works(writes_too_far, np.dtype(np.float32))
-    assert blas._works(blas.kernels()[np.dtype(np.float32)], np.dtype(np.float32)) or not blas.has_blas_axpy()
+    for dtype, kernel in blas.kernels().items():  # the bound symbols pass the same check
+        assert blas._works(kernel, dtype)
