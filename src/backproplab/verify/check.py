@@ -40,7 +40,7 @@ import numpy as np
 from backproplab import nn
 from backproplab.training.optimizers import OptimizerSpec
 from backproplab.verify import hints as H
-from backproplab.verify.diff import tensor_diff
+from backproplab.verify.diff import TensorDiff, tensor_diff
 from backproplab.verify.gradcheck import (
     DEFAULT_EPS,
     GOOD,
@@ -50,7 +50,7 @@ from backproplab.verify.gradcheck import (
     rel_error,
     verdict_for,
 )
-from backproplab.verify.protocol import LayerView, LossView, ModelView
+from backproplab.verify.protocol import FunctionalLayer, LayerView, LossView, ModelView
 from backproplab.verify.references import (
     reference_loss,
     resolve_linear_layout,
@@ -64,6 +64,11 @@ STATUSES = (PASS, WARN, FAIL)
 #: A value agrees with its float64 torch reference when max |a - r| <= this * max |r|.
 #: float64 arithmetic in a different order differs by ~1e-15; a float32 implementation by ~1e-7.
 REFERENCE_RTOL = 1e-5
+#: ... or when max |a - r| <= REFERENCE_RTOL * this, whatever max |r| is. The checks' inputs and
+#: parameters are of order 1, so a bug moves a value by about its own scale; this floor covers
+#: references that are zero up to rounding, or exactly (a single class's cross-entropy is 0, and a
+#: correct ``-log(p + 1e-12)`` gives -1e-12), where a relative error means nothing.
+REFERENCE_SCALE_FLOOR = 1.0
 #: At most this many elements of a tensor are checked by central differences (sampled at random).
 MAX_CHECKED_ELEMENTS = 60
 #: Standard deviation of the random parameter values the checks draw.
@@ -161,6 +166,14 @@ def guarded(module: str, check: str, fn: Callable[[], list[CheckRow]], where: st
         return [
             CheckRow(module, check, WARN, f"could not run this check ({type(e).__name__}: {str(e)[:200]})")
         ]
+
+
+def agrees(d: TensorDiff) -> bool:
+    """Whether a value agrees with its reference: same shape, finite, and max |a - r| at most
+    REFERENCE_RTOL * max(max |r|, REFERENCE_SCALE_FLOOR)."""
+    if not (d.same_shape and d.finite):
+        return False
+    return d.max_rel_err <= REFERENCE_RTOL or d.max_abs_err <= REFERENCE_RTOL * REFERENCE_SCALE_FLOOR
 
 
 # ---------------------------------------------------------------------------- the pieces
@@ -357,8 +370,7 @@ def compare_rows(
         if q not in ref or q not in value:
             continue
         d = tensor_diff(value[q], ref[q])
-        ok = d.same_shape and d.finite and d.max_rel_err <= REFERENCE_RTOL
-        if ok:
+        if agrees(d):
             agreeing.append(q)
             if not summary:
                 rows.append(
@@ -427,13 +439,16 @@ def layer_rows(
             ("large logits", lambda: _softmax_large(fresh(), x, rng)),
             ("one class", lambda: _softmax_one_class(fresh(), x, rng)),
         ]
-    if any(r.status == FAIL for r in main):
+    if edge and any(r.status == FAIL for r in main):
         names = ", ".join(n for n, _ in edge)
-        rows.append(CheckRow(name, names, WARN, "not judged while the values above differ from PyTorch"))
-    else:
+        rows.append(CheckRow(name, names, WARN, "not judged while the comparison with PyTorch above fails"))
+    elif edge:
         for label, fn in edge:
             rows += guarded(name, label, fn, where)
     rows += guarded(name, "forward twice", lambda: _forward_twice(fresh(), x, make_input(rng), rng), where)
+    # functions return their gradients (nothing can carry over); a dropout's second pass draws another mask
+    if probe.params and probe.kind != "dropout" and not isinstance(probe.obj, FunctionalLayer):
+        rows += guarded(name, "backward twice", lambda: _backward_twice(fresh(), x, rng), where)
     rows += guarded(name, "input unmodified", lambda: _unmodified(fresh(), x, rng), where)
     return rows
 
@@ -465,7 +480,7 @@ def _forward_twice(
     bad = []
     for q, ref in once.items():
         d = tensor_diff(twice.get(q, np.full(ref.shape, np.nan)), ref)
-        if not (d.same_shape and d.finite and d.max_rel_err <= REFERENCE_RTOL):
+        if not agrees(d):
             bad.append(q)
     if bad:
         return [
@@ -477,6 +492,66 @@ def _forward_twice(
             )
         ]  # fmt: skip
     return [CheckRow(view.name, "forward twice", PASS, "backward after two forwards uses the last input")]
+
+
+def _backward_twice(view: LayerView, x: np.ndarray, rng: np.random.Generator) -> list[CheckRow]:
+    """forward(x), backward(g) twice, nothing reset in between, against one pass.
+
+    The practical's template and CS231n-style layers *set* their gradients in backward (their
+    training loops never reset them): a ``+=`` there makes every step's update larger than the
+    last. PyTorch-style layers, with a ``zero_grad()`` to reset them, accumulate by contract."""
+    out = forward_backward(view, x.copy(), None)["output"]
+    g = rng.normal(size=out.shape)
+    once = forward_backward(view, x.copy(), g)  # gradients cleared, one backward
+    with calling(f"{view.name}.forward"):
+        view.forward(x.copy())
+    with calling(f"{view.name}.backward"):
+        view.backward(g.copy())
+    ratios = []
+    for p in view.params:
+        q, ref, got = f"{p.torch_name} grad", once.get(f"{p.torch_name} grad"), p.torch_grad()
+        if ref is None or got is None or not float(np.abs(ref).max(initial=0.0)):
+            continue
+        got = np.asarray(got, dtype=np.float64)
+        if agrees(tensor_diff(got, ref)):
+            ratios.append((q, 1.0))
+        elif agrees(tensor_diff(got, 2 * ref)):
+            ratios.append((q, 2.0))
+        else:
+            ratios.append((q, math.nan))
+    if not ratios:
+        return []
+    accumulated = [q for q, r in ratios if r == 2.0]
+    other = [q for q, r in ratios if math.isnan(r)]
+    resettable = callable(getattr(view.obj, "zero_grad", None))
+    at = view.method_where("backward")
+    if other:
+        return [
+            CheckRow(
+                view.name, "backward twice", FAIL,
+                f"a second forward/backward with the same input and upstream gradient changes the {', '.join(other)} "
+                "(neither the same nor twice): backward depends on state left by the earlier pass",
+                at,
+            )
+        ]  # fmt: skip
+    if accumulated and not resettable:
+        return [
+            CheckRow(
+                view.name, "backward twice", FAIL,
+                f"the {', '.join(accumulated)} accumulate across backward calls (2x after two passes) and the "
+                "layer has no zero_grad(): the training loop's next step would use the sum of all earlier "
+                "gradients; assign them (grads[...] = ...) instead of adding (+=)",
+                at,
+            )
+        ]  # fmt: skip
+    if accumulated:
+        return [
+            CheckRow(
+                view.name, "backward twice", PASS,
+                "gradients accumulate across backward calls until zero_grad(), as in PyTorch",
+            )
+        ]  # fmt: skip
+    return [CheckRow(view.name, "backward twice", PASS, "each backward sets the gradients afresh")]
 
 
 def _unmodified(view: LayerView, x: np.ndarray, rng: np.random.Generator) -> list[CheckRow]:
@@ -574,7 +649,7 @@ def loss_rows(
         rows = []
         for q, v in (("loss", np.asarray(value)), ("loss grad", grad)):
             d = tensor_diff(v, ref[q])
-            if d.same_shape and d.finite and d.max_rel_err <= REFERENCE_RTOL:
+            if agrees(d):
                 rows.append(
                     CheckRow(name, f"{prefix}{q} vs PyTorch", PASS, f"max rel error {d.max_rel_err:.1e}")
                 )
@@ -698,7 +773,7 @@ def loss_rows(
                 name,
                 "batch of 1, one class, large logits",
                 WARN,
-                "not judged while the values above differ from PyTorch",
+                "not judged while the comparison with PyTorch above fails",
             )
         )
         return rows + guarded(name, "input unmodified", unmodified, where)
@@ -797,7 +872,7 @@ def model_parity_rows(model: ModelView, loss: LossView, x: np.ndarray, y: np.nda
     )
     lt.backward()
     d_out = tensor_diff(model.forward(x), out_t.detach().numpy())
-    ok = d_out.same_shape and d_out.finite and d_out.max_rel_err <= REFERENCE_RTOL
+    ok = agrees(d_out)
     rows.append(
         CheckRow(
             model.name,
@@ -810,7 +885,7 @@ def model_parity_rows(model: ModelView, loss: LossView, x: np.ndarray, y: np.nda
         )
     )
     d_loss = tensor_diff(np.asarray(value), ref["loss"])
-    if d_loss.same_shape and d_loss.finite and d_loss.max_rel_err <= REFERENCE_RTOL:
+    if agrees(d_loss):
         rows.append(
             CheckRow(model.name, "end to end: loss", PASS, f"{value:.6g} = PyTorch's mean cross-entropy")
         )
@@ -838,7 +913,7 @@ def model_parity_rows(model: ModelView, loss: LossView, x: np.ndarray, y: np.nda
             continue
         tg = tp.grad.numpy()
         d = tensor_diff(g, tg)
-        if not (d.same_shape and d.finite and d.max_rel_err <= REFERENCE_RTOL):
+        if not agrees(d):
             bad.append(
                 f"{name} grad: {H.describe(H.RowContext(name, name + ' grad', g, tg, d, REFERENCE_RTOL, batch_size=len(x)))}"
             )
@@ -905,23 +980,26 @@ def doctor_rows(
     model = make_model()
     b = min(DOCTOR_BATCH, len(x))
     xb, yb = x[:b], y[:b]
-    backend = _UserBackend(model, loss, DOCTOR_LR)
-    checks = [doctor.check_initial_loss(backend.loss_value(xb, yb), num_classes, b)]
-    norms = [
-        backend.grad_norm(np.concatenate([xb] * k), np.concatenate([yb] * k)) for k in doctor.SCALING_REPEATS
-    ]
-    checks.append(doctor.check_batch_scaling(norms))
-    m = min(DOCTOR_OVERFIT_SAMPLES, len(x))
-    fit = _UserBackend(make_model(), loss, DOCTOR_LR)
-    params = []
-    for _, ref in fit.model.named_params():
-        if ref.value.dtype != np.float64:
-            ref.assign(ref.value.astype(np.float64))
-        params.append(nn.Parameter(ref.value))
-    opt = OptimizerSpec("adam", lr=DOCTOR_LR).numpy(params)
-    losses = [fit.train_step(x[:m], y[:m], opt) for _ in range(DOCTOR_OVERFIT_STEPS)]
-    losses.append(fit.loss_value(x[:m], y[:m]))
-    checks.append(doctor.check_overfit(losses, fit.accuracy(x[:m], y[:m]), DOCTOR_OVERFIT_STEPS, m))
+    # a buggy model may overflow while it trains: the verdicts say so, NumPy's warnings would only add noise
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        backend = _UserBackend(model, loss, DOCTOR_LR)
+        checks = [doctor.check_initial_loss(backend.loss_value(xb, yb), num_classes, b)]
+        norms = [
+            backend.grad_norm(np.concatenate([xb] * k), np.concatenate([yb] * k))
+            for k in doctor.SCALING_REPEATS
+        ]
+        checks.append(doctor.check_batch_scaling(norms))
+        m = min(DOCTOR_OVERFIT_SAMPLES, len(x))
+        fit = _UserBackend(make_model(), loss, DOCTOR_LR)
+        params = []
+        for _, ref in fit.model.named_params():
+            if ref.value.dtype != np.float64:
+                ref.assign(ref.value.astype(np.float64))
+            params.append(nn.Parameter(ref.value))
+        opt = OptimizerSpec("adam", lr=DOCTOR_LR).numpy(params)
+        losses = [fit.train_step(x[:m], y[:m], opt) for _ in range(DOCTOR_OVERFIT_STEPS)]
+        losses.append(fit.loss_value(x[:m], y[:m]))
+        checks.append(doctor.check_overfit(losses, fit.accuracy(x[:m], y[:m]), DOCTOR_OVERFIT_STEPS, m))
     return [
         CheckRow(
             model.name,

@@ -272,6 +272,29 @@ def transposed_weight(ctx: RowContext) -> str | None:
     return None
 
 
+def bias_reduction(ctx: RowContext) -> str | None:
+    """dL/db explained by one sample's upstream gradient G[n] (summed over its spatial positions
+    for a convolution) where the sum over the whole batch belongs. (A mean instead of the sum is a
+    constant factor, which :func:`describe` names.)"""
+    g = ctx.grad_output
+    if ctx.quantity != "bias grad" or g is None or g.ndim < 2:
+        return None
+    g, v = _f64(g), _f64(ctx.value)
+    axes = tuple(i for i in range(g.ndim) if i != 1)  # every axis but the channel / feature one
+    if g.shape[1] != v.size:
+        return None
+    v = v.reshape(-1)
+    for n in range(min(len(g), 8)):
+        row = g[n].sum(axis=tuple(range(1, g.ndim - 1))) if g.ndim > 2 else g[n]
+        if explains(row, v):
+            return (
+                f"dL/db equals sample {n}'s upstream gradient alone: sum G over the batch"
+                + (" and the spatial positions" if g.ndim > 2 else "")
+                + f" (axis {axes if len(axes) > 1 else 0})"
+            )
+    return None
+
+
 def _variance_hint(
     a: np.ndarray, b: np.ndarray, x: np.ndarray, eps: float, what: str, n_text: str
 ) -> str | None:
@@ -538,6 +561,7 @@ HINTS: list[Callable[[RowContext], str | None]] = [
     logits_as_probabilities,
     loss_reduction,
     transposed_weight,
+    bias_reduction,
     layernorm,
     batchnorm,
     batchnorm_running_var,
@@ -621,9 +645,11 @@ def describe(ctx: RowContext) -> str:
         text = f"{c:.4g} x the reference in every element: a constant factor"
         return f"{text} ({meaning})" if meaning else text
     scale = float(np.abs(r).max()) if r.size else 0.0
+    if scale == 0:
+        return f"the reference is exactly 0 here, the value is up to {float(np.abs(v).max()):.3g} in size"
     wrong = np.abs(v - r) > ctx.rtol * scale
     k, n = int(wrong.sum()), wrong.size
-    if k == 0 or scale == 0:
+    if k == 0:
         return f"differs: cosine {d.cosine:.4f}, norm ratio {d.norm_ratio:.4g}"
     where = [w for w in (_sign_region(wrong, ctx.input), _slab(wrong)) if w]
     there = ""

@@ -37,6 +37,7 @@ import numpy as np
 
 from backproplab.errors import DataError
 from backproplab.verify import check as C
+from backproplab.verify.mlp_structure import mlp_structure_problems
 from backproplab.verify.protocol import (
     LayerView,
     LossView,
@@ -369,7 +370,12 @@ def _mlp_found(cls: type, loss_cls: type | None) -> Found:
                 )
             ]
         kinds = ", ".join(f"{v.obj.__class__.__name__}" for v in model.layers)
-        rows = [C.CheckRow(name, "layers", C.PASS, f"{len(model.layers)} layers: {kinds}")]
+        problems = mlp_structure_problems(model.layers, PARITY_INPUTS, PARITY_HIDDEN, PARITY_CLASSES)
+        if problems:
+            detail = f"{name}({PARITY_INPUTS}, {PARITY_HIDDEN}, {PARITY_CLASSES}): " + "; ".join(problems)
+            rows = [C.CheckRow(name, "layers", C.FAIL, f"{detail} (layers: {kinds})", source_of(cls))]
+        else:
+            rows = [C.CheckRow(name, "layers", C.PASS, f"{len(model.layers)} layers: {kinds}")]
         loss = loss_for(model)
         for v in model.layers:
             C.randomize(v, rng)

@@ -158,6 +158,38 @@ TEMPLATE_BUGS = [
         "layers[0]",
         "never called",
     ),
+    (
+        "modules.py",
+        'self.grads["weight"] = dout.T @ self.x',
+        'self.grads["weight"] += dout.T @ self.x',
+        "LinearModule",
+        "backward twice",
+        "weight grad accumulate across backward calls",
+    ),
+    (
+        "modules.py",
+        'self.grads["bias"] = dout.sum(axis=0)',
+        'self.grads["bias"] = dout[0]',
+        "LinearModule",
+        "bias grad vs PyTorch",
+        "sample 0's upstream gradient alone",
+    ),
+    (
+        "mlp_numpy.py",
+        "self.layers += [LinearModule(sizes[-1], n_classes), SoftMaxModule()]",
+        "self.layers += [LinearModule(sizes[-1], n_classes), ELUModule(), SoftMaxModule()]",
+        "MLP",
+        "layers",
+        "activation (layers[5] (ELUModule)) after the last Linear layer",
+    ),
+    (
+        "mlp_numpy.py",
+        "self.layers += [LinearModule(a, b), ELUModule()]",
+        "self.layers += [LinearModule(a, b)]",
+        "MLP",
+        "layers",
+        "no activation between layers[0] (LinearModule) and layers[1] (LinearModule)",
+    ),
 ]
 
 CS231N_BUGS = [
@@ -303,3 +335,55 @@ def test_probabilities_with_exact_zeros_warn(planted: Callable[..., Path]) -> No
     assert [r.status for r in large] == [WARN]
     assert "underflowed to exactly 0" in large[0].detail
     assert report.ok  # a warning is not a failure
+
+
+def test_an_epsilon_inside_the_log_is_not_a_failure(planted: Callable[..., Path]) -> None:
+    """-log(p + 1e-12) is correct; with a single class the reference loss is exactly 0 and this one
+    -1e-12: no relative error means anything there (the checks' absolute floor)."""
+    folder = planted(
+        "template",
+        "modules.py",
+        "return -np.sum(y * np.log(np.clip(x, 1e-12, None))) / x.shape[0]",
+        "return -np.sum(y * np.log(x + 1e-12)) / x.shape[0]",
+    )
+    report = run_check(folder, only="CrossEntropy")
+    assert [(r.check, r.detail) for r in report.rows if r.status != PASS] == []
+    assert any(r.check == "one class" for r in report.rows)
+
+
+ACCUMULATING_LAYER = """
+import numpy as np
+
+
+class Affine:
+    def __init__(self, n_in, n_out):
+        self.W = np.random.normal(size=(n_in, n_out))
+        self.b = np.zeros(n_out)
+        self.dW, self.db = np.zeros_like(self.W), np.zeros_like(self.b)
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W + self.b
+
+    def backward(self, dout):
+        self.dW += self.x.T @ dout
+        self.db += dout.sum(axis=0)
+        return dout @ self.W.T
+"""
+
+
+@pytest.mark.parametrize("resettable", [False, True])
+def test_gradients_that_accumulate_need_a_zero_grad(tmp_path: Path, resettable: bool) -> None:
+    """A layer whose backward adds into its gradients fails unless it has PyTorch's contract: a
+    zero_grad() that resets them."""
+    code = ACCUMULATING_LAYER
+    if resettable:
+        code += "\n    def zero_grad(self):\n        self.dW[...] = 0\n        self.db[...] = 0\n"
+    (tmp_path / "layers.py").write_text(code)
+    rows = [r for r in run_check(tmp_path).rows if r.check == "backward twice"]
+    assert len(rows) == 1
+    if resettable:
+        assert rows[0].status == PASS and "as in PyTorch" in rows[0].detail
+    else:
+        assert rows[0].status == FAIL and "weight grad, bias grad accumulate" in rows[0].detail
+        assert rows[0].where.endswith("layers.py:15")
