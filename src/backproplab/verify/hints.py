@@ -351,7 +351,19 @@ def layernorm(ctx: RowContext) -> str | None:
     a = (_f64(ctx.value) - _f64(bias)).reshape(groups)  # gamma * x_hat (NumPy), (G, n)
     b = (_f64(ctx.reference) - _f64(bias)).reshape(groups)  # gamma * x_hat (torch), (G, n)
     x = _f64(ctx.input).reshape(groups)
-    return _variance_hint(a, b, x, eps, "LayerNorm", "n")
+    hint = _variance_hint(a, b, x, eps, "LayerNorm", "n")
+    if hint is None and ctx.input.ndim == 2:
+        weight = np.asarray(getattr(getattr(m, "weight", None), "data", 1.0))
+        xi = _f64(ctx.input)
+        for axis, what in ((0, "over the batch (axis 0), as BatchNorm does"), (None, "over the whole array")):
+            mu, var = xi.mean(axis=axis, keepdims=True), xi.var(axis=axis, keepdims=True)
+            alt = _f64(weight) * (xi - mu) / np.sqrt(var + eps) + _f64(bias)  # (N, D)
+            if explains(alt, _f64(ctx.value)):
+                return (
+                    f"normalised {what}: LayerNorm normalises each sample over its own features "
+                    "(mean and variance over the last axis, keepdims)"
+                )
+    return hint
 
 
 def _channel_groups(a: np.ndarray) -> np.ndarray:

@@ -249,6 +249,14 @@ CS231N_BUGS = [
         "input grad vs PyTorch",
         "",
     ),
+    (
+        "layers.py",
+        "mu, var = x.mean(axis=1, keepdims=True), x.var(axis=1, keepdims=True)",
+        "mu, var = x.mean(axis=0, keepdims=True), x.var(axis=0, keepdims=True)",
+        "layernorm_forward",
+        "output vs PyTorch",
+        "normalised over the batch (axis 0), as BatchNorm does",
+    ),
 ]
 
 
