@@ -363,7 +363,7 @@ def compare(
     lt.backward()
     value, _, _ = C.loss_and_backward(npm, loss_view, x, y)
     d = tensor_diff(np.asarray(value), lt.detach().numpy())
-    if d.finite and d.max_rel_err <= C.REFERENCE_RTOL:
+    if C.agrees(d):
         rows.append(C.CheckRow(npm.name, "end to end: loss", C.PASS, f"{value:.6g} on both sides"))
     else:
         ctx = H.RowContext(
@@ -393,7 +393,7 @@ def compare(
             )
             continue
         dg = tensor_diff(np.asarray(g, dtype=np.float64), tg.numpy())
-        if not (dg.same_shape and dg.finite and dg.max_rel_err <= C.REFERENCE_RTOL):
+        if not C.agrees(dg):
             ctx = H.RowContext(
                 name,
                 f"{ref.torch_name} grad",

@@ -202,11 +202,15 @@ def params_of(obj: Any, param_map: Mapping[str, tuple[str, str]] | None = None) 
         ]
     refs = []
     seen: set[str] = set()
-    for tname, vattr, gattr in DEFAULT_PARAM_MAP:
-        if tname in seen or not isinstance(getattr(obj, vattr, None), np.ndarray):
-            continue
-        refs.append(ParamRef(vattr, tname, obj, vattr, obj, gattr))
-        seen.add(tname)
+    # an entry whose gradient attribute exists wins (weight/grad_weight over weight/dweight), then any
+    for need_grad in (True, False):
+        for tname, vattr, gattr in DEFAULT_PARAM_MAP:
+            if tname in seen or not isinstance(getattr(obj, vattr, None), np.ndarray):
+                continue
+            if need_grad and not hasattr(obj, gattr):
+                continue
+            refs.append(ParamRef(vattr, tname, obj, vattr, obj, gattr))
+            seen.add(tname)
     return refs
 
 
