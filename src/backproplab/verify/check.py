@@ -507,51 +507,47 @@ def _backward_twice(view: LayerView, x: np.ndarray, rng: np.random.Generator) ->
         view.forward(x.copy())
     with calling(f"{view.name}.backward"):
         view.backward(g.copy())
-    ratios = []
+    accumulated: list[str] = []
+    other: list[str] = []
     for p in view.params:
         q, ref, got = f"{p.torch_name} grad", once.get(f"{p.torch_name} grad"), p.torch_grad()
-        if ref is None or got is None or not float(np.abs(ref).max(initial=0.0)):
-            continue
+        if ref is None or got is None or not np.abs(ref).any():
+            continue  # nothing to compare, or a zero gradient that cannot show a factor
         got = np.asarray(got, dtype=np.float64)
         if agrees(tensor_diff(got, ref)):
-            ratios.append((q, 1.0))
-        elif agrees(tensor_diff(got, 2 * ref)):
-            ratios.append((q, 2.0))
-        else:
-            ratios.append((q, math.nan))
-    if not ratios:
-        return []
-    accumulated = [q for q, r in ratios if r == 2.0]
-    other = [q for q, r in ratios if math.isnan(r)]
+            continue
+        (accumulated if agrees(tensor_diff(got, 2 * ref)) else other).append(q)
     resettable = callable(getattr(view.obj, "zero_grad", None))
-    at = view.method_where("backward")
     if other:
-        return [
-            CheckRow(
-                view.name, "backward twice", FAIL,
+        status, detail = (
+            FAIL,
+            (
                 f"a second forward/backward with the same input and upstream gradient changes the {', '.join(other)} "
-                "(neither the same nor twice): backward depends on state left by the earlier pass",
-                at,
-            )
-        ]  # fmt: skip
-    if accumulated and not resettable:
-        return [
-            CheckRow(
-                view.name, "backward twice", FAIL,
+                "(neither the same nor twice): backward depends on state left by the earlier pass"
+            ),
+        )
+    elif accumulated and not resettable:
+        status, detail = (
+            FAIL,
+            (
                 f"the {', '.join(accumulated)} accumulate across backward calls (2x after two passes) and the "
                 "layer has no zero_grad(): the training loop's next step would use the sum of all earlier "
-                "gradients; assign them (grads[...] = ...) instead of adding (+=)",
-                at,
-            )
-        ]  # fmt: skip
-    if accumulated:
-        return [
-            CheckRow(
-                view.name, "backward twice", PASS,
-                "gradients accumulate across backward calls until zero_grad(), as in PyTorch",
-            )
-        ]  # fmt: skip
-    return [CheckRow(view.name, "backward twice", PASS, "each backward sets the gradients afresh")]
+                "gradients; assign them (grads[...] = ...) instead of adding (+=)"
+            ),
+        )
+    elif accumulated:
+        status, detail = PASS, "gradients accumulate across backward calls until zero_grad(), as in PyTorch"
+    else:
+        status, detail = PASS, "each backward sets the gradients afresh"
+    return [
+        CheckRow(
+            view.name,
+            "backward twice",
+            status,
+            detail,
+            view.method_where("backward") if status == FAIL else "",
+        )
+    ]
 
 
 def _unmodified(view: LayerView, x: np.ndarray, rng: np.random.Generator) -> list[CheckRow]:

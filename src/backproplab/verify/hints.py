@@ -279,19 +279,16 @@ def bias_reduction(ctx: RowContext) -> str | None:
     g = ctx.grad_output
     if ctx.quantity != "bias grad" or g is None or g.ndim < 2:
         return None
-    g, v = _f64(g), _f64(ctx.value)
-    axes = tuple(i for i in range(g.ndim) if i != 1)  # every axis but the channel / feature one
+    g, v = _f64(g), _f64(ctx.value).reshape(-1)
     if g.shape[1] != v.size:
         return None
-    v = v.reshape(-1)
+    spatial = tuple(range(1, g.ndim - 1))  # a sample's spatial axes, (C, *S) -> (C,); none for (N, D)
     for n in range(min(len(g), 8)):
-        row = g[n].sum(axis=tuple(range(1, g.ndim - 1))) if g.ndim > 2 else g[n]
-        if explains(row, v):
-            return (
-                f"dL/db equals sample {n}'s upstream gradient alone: sum G over the batch"
-                + (" and the spatial positions" if g.ndim > 2 else "")
-                + f" (axis {axes if len(axes) > 1 else 0})"
+        if explains(g[n].sum(axis=spatial), v):
+            where = (
+                "the batch and the spatial positions (axes 0, 2, ...)" if spatial else "the batch (axis 0)"
             )
+            return f"dL/db equals sample {n}'s upstream gradient alone: sum G over {where}"
     return None
 
 

@@ -16,10 +16,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 
-from backproplab.verify.protocol import LayerView
-
-#: Layer kinds that are element-wise non-linearities between Linear layers.
-ACTIVATIONS = ("elu", "relu", "leaky_relu", "tanh", "sigmoid")
+from backproplab.verify.protocol import ACTIVATION_KINDS, LayerView
 
 
 def _widths(view: LayerView) -> tuple[int, ...] | None:
@@ -46,14 +43,14 @@ def mlp_structure_problems(
             if w is not None and sorted(w) != sorted((a, b)):
                 problems.append(f"{layers[i].name} has a {w[0]}x{w[1]} weight where {a} -> {b} is expected")
     for i, j in itertools.pairwise(linear):
-        if not any(layers[k].kind in ACTIVATIONS for k in range(i + 1, j)):
+        if not any(layers[k].kind in ACTIVATION_KINDS for k in range(i + 1, j)):
             problems.append(
                 f"no activation between {layers[i].name} and {layers[j].name}: two linear maps in a row "
                 "are one linear map"
             )
     if linear:
         last = linear[-1]
-        after = [k for k in range(last + 1, len(layers)) if layers[k].kind in ACTIVATIONS]
+        after = [k for k in range(last + 1, len(layers)) if layers[k].kind in ACTIVATION_KINDS]
         if after:
             k = after[0]
             problems.append(

@@ -69,6 +69,10 @@ _NAME_KINDS: tuple[tuple[tuple[str, ...], str], ...] = (
 )
 
 
+#: The kinds above that are element-wise non-linearities.
+ACTIVATION_KINDS = ("elu", "relu", "leaky_relu", "tanh", "sigmoid")
+
+
 def kind_from_name(name: str) -> str:
     """The layer kind a class or function name suggests ("other" when none does)."""
     low = name.lower().replace("module", "")
