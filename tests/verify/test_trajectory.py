@@ -177,16 +177,64 @@ def test_velocity_form_without_dampening_is_torch_sgd_and_no_alarm() -> None:
 
 
 def test_an_unexplained_update_says_so_and_lists_what_was_tried() -> None:
-    class HalfLrSGD(nn.optim.SGD):
+    class SignSGD(nn.optim.SGD):
         def step(self) -> None:
             for p in self.params:
                 if p.grad is not None:
-                    p.data -= 0.5 * self.lr * p.grad
+                    p.data -= self.lr * np.sign(p.grad)
 
-    traj = planted_run(OptimizerSpec("sgd", lr=0.05), HalfLrSGD)
+    traj = planted_run(OptimizerSpec("sgd", lr=0.05), SignSGD)
     assert traj.first_divergence == 1
     assert "departs from torch.optim.SGD's from step 1" in traj.hint
-    assert "not explained by a usual mistake" in traj.hint
+    assert "not explained by a usual mistake" in traj.hint and "one constant factor" in traj.hint
+
+
+def scaled_sgd(factor: Any) -> type:
+    """SGD whose step is ``factor(lr) * g`` (torch's: lr * g)."""
+
+    class ScaledSGD(nn.optim.SGD):
+        def step(self) -> None:
+            for p in self.params:
+                if p.grad is not None:
+                    p.data -= factor(self.lr) * p.grad
+
+    return ScaledSGD
+
+
+@pytest.mark.parametrize(
+    ("factor", "named"),
+    [
+        (lambda lr: lr * lr, "the learning rate applied twice (lr^2 = 0.0025 instead of lr = 0.05)"),
+        (
+            lambda lr: 2 * lr,
+            "2 x torch.optim.SGD's at every step and for every parameter: the update applied twice",
+        ),
+        (lambda lr: 0.5 * lr, "0.5 x torch.optim.SGD's at every step and for every parameter: half"),
+        (lambda lr: 1.0, "the learning rate left out"),
+        (lambda lr: 0.3 * lr, "an effective learning rate of 0.015 instead of 0.05"),
+    ],
+)
+def test_a_constant_factor_on_the_update_is_named(factor: Any, named: str) -> None:
+    traj = planted_run(OptimizerSpec("sgd", lr=0.05), scaled_sgd(factor))
+    assert traj.first_divergence == 1
+    assert named in traj.hint, traj.hint
+
+
+class SGDWeightDecayOnWeightsOnly(nn.optim.SGD):
+    """The common practice (no decay on biases) where the reference decays every parameter."""
+
+    def step(self) -> None:
+        for p in self.params:
+            if p.grad is not None:
+                g = p.grad + (self.weight_decay * p.data if p.data.ndim > 1 else 0.0)
+                p.data -= self.lr * g
+
+
+def test_weight_decay_skipped_for_the_biases_is_named() -> None:
+    traj = planted_run(OptimizerSpec("sgd", lr=0.05, weight_decay=0.05), SGDWeightDecayOnWeightsOnly)
+    assert traj.first_divergence is not None
+    assert "weight decay ignored, for 0.bias, 2.bias, 4.bias only" in traj.hint, traj.hint
+    assert "weight decay skipped for the biases" in traj.hint
 
 
 class HandWrittenMomentumSide:

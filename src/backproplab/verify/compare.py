@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -37,6 +37,7 @@ from backproplab.verify import check as C
 from backproplab.verify import hints as H
 from backproplab.verify.diff import tensor_diff
 from backproplab.verify.protocol import (
+    LayerRecord,
     LayerView,
     LossView,
     ModelView,
@@ -45,10 +46,13 @@ from backproplab.verify.protocol import (
     kind_from_name,
     model_view,
     module_loss_view,
+    required_args,
+    stateful_loss_view,
     template_loss_view,
 )
 from backproplab.verify.references import resolve_linear_layout
 from backproplab.verify.trajectory import OptimizerSpec, TorchSide, TrajectoryReport, run_trajectory
+from backproplab.verify.twin import FixedMaskDropout, is_random_dropout, replace_module
 
 
 @dataclass
@@ -145,6 +149,8 @@ def pair_layers(
             and not _has_params(leaves[k][1])
         ):
             k += 1  # a parameterless torch leaf (Flatten, Identity) the NumPy model does without
+        if v.kind == "other" and v.params and k < len(leaves) and _has_params(leaves[k][1]):
+            v.kind = kind_from_name(type(leaves[k][1]).__name__)  # a name that tells nothing: torch's says
         if k < len(leaves) and kind_from_name(type(leaves[k][1]).__name__) == v.kind:
             pairs.append((v, leaves[k][0]))
             j = k + 1
@@ -192,25 +198,62 @@ def _copy_weights(
             with torch.no_grad():
                 params[key].copy_(torch.tensor(value))
             names[id(ref)] = key
+        missing = [
+            f"{leaf}.{n}"
+            for n, _ in model.get_submodule(leaf).named_parameters()
+            if f"{leaf}.{n}" not in names.values()
+        ]
+        if missing:
+            found = ", ".join(f"{r.torch_name} (from {r.name})" for r in view.params) or "none"
+            raise ShapeError(
+                f"compare: the PyTorch leaf {leaf} ({type(model.get_submodule(leaf)).__name__}) has parameters "
+                f"{missing} that the NumPy layer {view.name} does not give (found: {found}); name its "
+                "attributes with param_map={torch name: (value attribute, gradient attribute)}"
+            )
     return names
 
 
 def as_loss_view(loss: Any, numpy_model: ModelView) -> LossView:
-    """A :class:`LossView` of what the user gave (None: cross-entropy on the model's output kind)."""
+    """A :class:`LossView` of what the user gave (None: cross-entropy on the model's output kind).
+
+    A loss object whose ``backward`` takes two arguments is the template's ``forward(x, y)`` /
+    ``backward(x, y)`` (one-hot targets); one whose ``backward`` takes none or one uses what its
+    ``forward(scores, y)`` cached (index targets). :func:`fit_targets` corrects the target format.
+    """
     if isinstance(loss, LossView):
         return loss
+    probs = bool(numpy_model.layers) and numpy_model.layers[-1].kind == "softmax"
+    on = "probabilities" if probs else "logits"
     if loss is None:
-        probs = bool(numpy_model.layers) and numpy_model.layers[-1].kind == "softmax"
-        return module_loss_view(
-            nn.CrossEntropy() if probs else nn.SoftmaxCrossEntropy(), "probabilities" if probs else "logits"
-        )
+        return module_loss_view(nn.CrossEntropy() if probs else nn.SoftmaxCrossEntropy(), on)
     if isinstance(loss, nn.Module):
-        return module_loss_view(loss)
+        return module_loss_view(loss, on)
     if callable(getattr(loss, "forward", None)) and callable(getattr(loss, "backward", None)):
-        return template_loss_view(loss)
+        required = required_args(loss.backward)
+        if required is not None and len(required) >= 2:
+            return replace(template_loss_view(loss), on=on)
+        return stateful_loss_view(loss, on)
     if callable(loss):
-        return functional_loss_view(loss)
+        return functional_loss_view(loss, on)
     raise ShapeError(f"compare: loss must be a loss object or function, got {type(loss).__name__}")
+
+
+def fit_targets(loss: LossView, scores: np.ndarray, y: np.ndarray) -> LossView:
+    """``loss`` with the target format its code runs on: its own ("index" labels or "onehot"
+    rows), or the other one when its own raises and the other does not (the user's error is
+    raised when neither runs)."""
+    other = replace(loss, targets="onehot" if loss.targets == "index" else "index")
+    try:
+        with C.calling(f"{loss.name}.forward/backward"):
+            loss.value_and_grad(scores, y)
+        return loss
+    except C.UserCodeError as own:
+        try:
+            with np.errstate(all="ignore"):
+                other.value_and_grad(scores, y)
+        except Exception:
+            raise own from own.exc
+        return other
 
 
 def _default_torch_loss(
@@ -233,8 +276,10 @@ class UserModelSide:
         names: dict[int, str],
         spec: OptimizerSpec,
         numpy_step: Callable[[Any, float], None] | None,
+        masks: list[tuple[int, FixedMaskDropout]] | None = None,
     ) -> None:
         self.model, self.loss, self.spec, self.numpy_step = model, loss, spec, numpy_step
+        self.masks = masks or []  # (layer index, the twin's Dropout that takes that layer's mask)
         self.refs: list[tuple[str, ParamRef]] = [
             (names[id(p)], p) for _, p in model.named_params() if id(p) in names
         ]
@@ -253,7 +298,13 @@ class UserModelSide:
             self.optimizer = spec.numpy(wrapped)
 
     def step(self, xb: np.ndarray, yb: np.ndarray) -> float:
-        value, _, _ = C.loss_and_backward(self.model, self.loss, xb, yb)
+        if self.masks:
+            with self.model.record() as records:
+                value, _, _ = C.loss_and_backward(self.model, self.loss, xb, yb)
+            for i, module in self.masks:
+                module.set_keep(recorded_keep(records[i]))
+        else:
+            value, _, _ = C.loss_and_backward(self.model, self.loss, xb, yb)
         self._grads = {
             n: np.array(r.torch_grad(), dtype=np.float64) for n, r in self.refs if r.grad is not None
         }
@@ -273,6 +324,70 @@ class UserModelSide:
 
     def gradients(self) -> dict[str, np.ndarray]:
         return dict(self._grads)
+
+
+def recorded_keep(rec: LayerRecord) -> np.ndarray:
+    """The 0/1 mask a user's dropout layer applied in the recorded pass: kept where its output is
+    nonzero, and where its input is zero (after a ReLU) where its input gradient is nonzero."""
+    assert rec.input is not None and rec.output is not None
+    kept_out = rec.output != 0
+    if rec.grad_input is None or rec.grad_input.shape != rec.input.shape:
+        return kept_out.astype(np.float64)
+    return np.where(rec.input != 0, kept_out, rec.grad_input != 0).astype(np.float64)  # same shape as x
+
+
+def _share_dropout_masks(
+    pairs: list[tuple[LayerView, str | None]], records: list[LayerRecord], twin: tnn.Module
+) -> list[tuple[int, str, FixedMaskDropout]]:
+    """Replace each random torch Dropout paired with a NumPy layer by one with that layer's recorded
+    mask; (layer index, leaf name, module) of each."""
+    out = []
+    for i, ((_, leaf), rec) in enumerate(zip(pairs, records, strict=True)):
+        if leaf is None or rec.input is None or rec.output is None:
+            continue
+        module = twin.get_submodule(leaf)
+        if is_random_dropout(module) and rec.output.shape == rec.input.shape:
+            fixed = FixedMaskDropout(recorded_keep(rec), float(module.p))  # type: ignore[arg-type]
+            replace_module(twin, leaf, fixed.double())
+            out.append((i, leaf, fixed))
+    return out
+
+
+def working_dtype(model: ModelView, output: np.ndarray) -> str:
+    """ "float32" when the NumPy model's parameters or output are float32 (or narrower), else "float64"."""
+    dtypes = [np.asarray(p.value).dtype for _, p in model.named_params()] + [np.asarray(output).dtype]
+    narrow = any(np.issubdtype(d, np.floating) and d.itemsize < 8 for d in dtypes)
+    return "float32" if narrow else "float64"
+
+
+def _loss_row(
+    model: ModelView,
+    loss: LossView,
+    value: float,
+    reference: np.ndarray,
+    layer_rows: list[C.CheckRow],
+    records: list[LayerRecord],
+    y: np.ndarray,
+) -> C.CheckRow:
+    """The end-to-end loss row. When a layer's output already differs, the loss differs because
+    of it: the row points at that layer, not at the loss."""
+    d = tensor_diff(np.asarray(value), reference)
+    if C.agrees(d):
+        return C.CheckRow(model.name, "end to end: loss", C.PASS, f"{value:.6g} on both sides")
+    ctx = H.RowContext(
+        "loss", "loss", np.asarray(value), reference, d, C.REFERENCE_RTOL,
+        output=records[-1].output if records else None, target=y, batch_size=len(y),
+    )  # fmt: skip
+    detail = H.diagnose(ctx)[0]
+    upstream = next(
+        (r for r in layer_rows if r.status == C.FAIL and r.check.endswith("output vs PyTorch")), None
+    )
+    if upstream is not None:
+        return C.CheckRow(
+            model.name, "end to end: loss", C.FAIL,
+            f"{detail}; the output of {upstream.module} already differs (above): fix that first", upstream.where,
+        )  # fmt: skip
+    return C.CheckRow(model.name, "end to end: loss", C.FAIL, detail, loss.where)
 
 
 # ---------------------------------------------------------------------------- compare
@@ -298,11 +413,13 @@ def compare(
     ``layers``: the NumPy model's layers in forward order (default: found by
     :func:`~backproplab.verify.protocol.layers_of`); ``param_map``: ``{torch name: (value attribute,
     gradient attribute)}`` for layers whose parameters are plain attributes; ``loss``: the NumPy
-    loss (an object with ``forward(x, y)`` / ``backward(x, y)``, a ``(loss, dx)`` function, a
-    backproplab loss, or None for cross-entropy); ``torch_loss``: the torch loss (default
+    loss (an object with ``forward(x, y)`` / ``backward(x, y)``, or with ``forward(x, y)`` and a
+    ``backward()`` that uses what forward cached, a ``(loss, dx)`` function, a backproplab loss, or
+    None for cross-entropy; index or one-hot targets, whichever its code runs on); ``torch_loss``: the torch loss (default
     ``F.cross_entropy``, or the NLL of probabilities when the torch model ends in a Softmax);
     ``optimizer``: "sgd", "adam" or an :class:`OptimizerSpec` (``learning_rate`` for the names);
-    ``steps=0`` skips the trajectory. Neither model is modified: both are deep-copied.
+    ``steps=0`` skips the trajectory. Neither model is modified: both are deep-copied, and the
+    torch model keeps its mode (see the module docstring for Dropout and float32).
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y)
@@ -318,16 +435,21 @@ def compare(
         raise ShapeError(
             f"compare: found no layers in {type(numpy_model).__name__}: keep them in a list attribute or pass layers="
         )
-    loss_view = as_loss_view(loss, npm)
-    twin = copy.deepcopy(torch_model).double().train()
+    with C.calling(f"{npm.name}.forward"):
+        scores = npm.forward(x)
+    loss_view = fit_targets(as_loss_view(loss, npm), scores, y)
+    dtype = working_dtype(npm, scores)
+    twin = copy.deepcopy(torch_model).double()  # in the mode the user left it (eval: Dropout off)
     leaves = torch_leaves(twin, x)
     pairs = pair_layers(npm.layers, leaves)
     spec = optimizer if isinstance(optimizer, OptimizerSpec) else OptimizerSpec(optimizer, lr=learning_rate)
 
-    # 1. the NumPy passes, recorded; weights into the twin (layouts resolved on the recorded inputs)
+    # 1. the NumPy passes, recorded; weights into the twin (layouts resolved on the recorded inputs),
+    # and the twin's random Dropouts replaced by the masks the NumPy layers drew
     with npm.record() as records:
-        C.loss_and_backward(npm, loss_view, x, y)
+        value, _, _ = C.loss_and_backward(npm, loss_view, x, y)
     names = _copy_weights(pairs, twin, [r.input for r in records], [r.output for r in records])
+    masks = _share_dropout_masks(pairs, records, twin)
     modules = dict(twin.named_modules())
     rows: list[C.CheckRow] = []
     for (view, leaf), rec in zip(pairs, records, strict=True):
@@ -356,28 +478,12 @@ def compare(
             view, rec.input, rec.grad_output, arrays, check_prefix=f"{label}: ", summary=True, module=module
         )
 
-    # 2. end to end: the loss and every parameter gradient
+    # 2. end to end, on the same pass: the loss and every parameter gradient
     tloss = torch_loss or _default_torch_loss(twin, leaves)
     twin.zero_grad(set_to_none=True)
     lt = tloss(twin(torch.tensor(x)), torch.tensor(y))
     lt.backward()
-    value, _, _ = C.loss_and_backward(npm, loss_view, x, y)
-    d = tensor_diff(np.asarray(value), lt.detach().numpy())
-    if C.agrees(d):
-        rows.append(C.CheckRow(npm.name, "end to end: loss", C.PASS, f"{value:.6g} on both sides"))
-    else:
-        ctx = H.RowContext(
-            "loss",
-            "loss",
-            np.asarray(value),
-            lt.detach().numpy(),
-            d,
-            C.REFERENCE_RTOL,
-            output=npm.forward(x),
-            target=y,
-            batch_size=len(x),
-        )
-        rows.append(C.CheckRow(npm.name, "end to end: loss", C.FAIL, H.diagnose(ctx)[0], loss_view.where))
+    rows.append(_loss_row(npm, loss_view, value, lt.detach().numpy(), rows, records, y))
     tparams = dict(twin.named_parameters())
     for _, ref in npm.named_params():
         name = names.get(id(ref))
@@ -409,6 +515,14 @@ def compare(
             C.CheckRow(npm.name, "end to end: parameter gradients", C.PASS, f"{len(names)} gradients agree")
         )
     report = CompareReport(rows, [(v.name, leaf or "(reference)") for v, leaf in pairs])
+    if masks:
+        report.notes.append(
+            f"{', '.join(leaf for _, leaf, _ in masks)}: Dropout in training mode on both sides; the PyTorch "
+            "side drops what the NumPy layer dropped (its mask, recovered from its output and input gradient) "
+            "in every pass"
+        )
+    if dtype != "float64":
+        report.notes.append(f"the NumPy model computes in {dtype}: the trajectory uses {dtype} tolerances")
 
     # 3. the trajectory, on fresh copies with the same starting weights
     if steps > 0:
@@ -421,13 +535,7 @@ def compare(
             r2.transposed = r1.transposed  # the layouts resolved above
             if id(r1) in names:
                 names2[id(r2)] = names[id(r1)]
-        side = UserModelSide(
-            npm2,
-            as_loss_view(loss, npm2) if not isinstance(loss, LossView) else loss,
-            names2,
-            spec,
-            numpy_step,
-        )
+        side = UserModelSide(npm2, loss_view, names2, spec, numpy_step, masks=[(i, m) for i, _, m in masks])
         tside = TorchSide(twin, tloss, spec.torch(list(twin.parameters())))
         report.trajectory = run_trajectory(
             side,
@@ -438,6 +546,6 @@ def compare(
             optimizer=spec,
             batch_size=batch_size,
             steps=steps,
-            dtype="float64",
+            dtype=dtype,
         )
     return report

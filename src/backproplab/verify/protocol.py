@@ -173,14 +173,24 @@ class ParamRef:
         return None if g is None else (g.T if self.transposed else g)
 
 
-def params_of(obj: Any, param_map: Mapping[str, tuple[str, str]] | None = None) -> list[ParamRef]:
-    """The parameters of a user's layer object, by the conventions in the module docstring."""
+def params_of(
+    obj: Any, param_map: Mapping[str, tuple[str, str]] | None = None, *, partial: bool = False
+) -> list[ParamRef]:
+    """The parameters of a user's layer object, by the conventions in the module docstring.
+
+    With ``partial``, a mapped attribute the object lacks means it has no such parameter (a model's
+    ReLU, a Linear without bias, under one mapping for the whole model); else it is an error.
+    """
     if param_map is not None:
         refs = []
         for tname, (vattr, gattr) in param_map.items():
-            if not isinstance(getattr(obj, vattr, None), np.ndarray):
+            value = getattr(obj, vattr, None)
+            if value is None and partial:
+                continue
+            if not isinstance(value, np.ndarray):
                 raise ShapeError(
-                    f"{type(obj).__name__} has no array attribute {vattr!r} (mapped to {tname!r})"
+                    f"{type(obj).__name__} has no array attribute {vattr!r} (mapped to {tname!r}), "
+                    f"got {type(value).__name__}"
                 )
             refs.append(ParamRef(vattr, tname, obj, vattr, obj, gattr))
         return refs
@@ -345,8 +355,10 @@ def view_of(
     kind: str | None = None,
     param_map: Mapping[str, tuple[str, str]] | None = None,
     config: dict[str, Any] | None = None,
+    partial_map: bool = False,
 ) -> LayerView:
-    """The :class:`LayerView` of a layer object (any of the formats in the module docstring)."""
+    """The :class:`LayerView` of a layer object (any of the formats in the module docstring);
+    ``partial_map`` as ``partial`` of :func:`params_of`."""
     if isinstance(obj, LayerView):
         return obj
     for attr in ("forward", "backward"):
@@ -362,7 +374,7 @@ def view_of(
         name or cls.__name__,
         kind or kind_from_name(cls.__name__),
         obj,
-        params_of(obj, param_map),
+        params_of(obj, param_map, partial=partial_map),
         cfg,
         source_of(cls),
     )
@@ -436,6 +448,34 @@ def template_loss_view(obj: Any, name: str | None = None) -> LossView:
         return obj.forward(p, t), obj.backward(p, t)
 
     return LossView(name or type(obj).__name__, fn, "probabilities", "onehot", source_of(type(obj)), obj)
+
+
+#: Names of a loss's ``backward`` argument that is the upstream gradient (called with 1.0).
+UPSTREAM_ARG_NAMES = ("dout", "grad", "dloss", "upstream", "g", "grad_output", "dy", "dl")
+
+
+def required_args(fn: Callable[..., Any]) -> list[inspect.Parameter] | None:
+    """The positional parameters of ``fn`` without a default (None when they cannot be told)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [q for q in params if q.default is inspect.Parameter.empty and q.kind in positional]
+
+
+def stateful_loss_view(obj: Any, on: str = "logits", targets: str = "index") -> LossView:
+    """A loss object with ``forward(scores, y) -> loss`` and a ``backward`` that uses what forward
+    cached: ``backward()``, ``backward(dout)`` (called with 1.0) or ``backward(y)``."""
+    required = required_args(obj.backward) or []
+
+    def fn(x: np.ndarray, t: np.ndarray) -> tuple[float, np.ndarray]:
+        value = obj.forward(x, t)
+        if not required:
+            return value, obj.backward()
+        return value, obj.backward(1.0 if required[0].name.lower() in UPSTREAM_ARG_NAMES else t)
+
+    return LossView(type(obj).__name__, fn, on, targets, source_of(type(obj)), obj)
 
 
 def functional_loss_view(fn: Callable[..., Any], on: str = "logits", targets: str = "index") -> LossView:
@@ -552,7 +592,10 @@ class _Recording:
 
 def model_view(model: Any, layers: list[Any] | None = None, name: str | None = None, **kw: Any) -> ModelView:
     """The :class:`ModelView` of a user's model: its layers from ``layers`` or :func:`layers_of`;
-    ``kw`` (``param_map``) goes to :func:`view_of` for each layer."""
+    ``kw`` (``param_map``) goes to :func:`view_of` for each layer, as a mapping for the whole
+    model (a layer without the mapped attributes has no such parameter)."""
     objs = layers if layers is not None else layers_of(model)
-    views = [view_of(o, f"layers[{i}] ({type(o).__name__})", **kw) for i, o in enumerate(objs)]
+    views = [
+        view_of(o, f"layers[{i}] ({type(o).__name__})", partial_map=True, **kw) for i, o in enumerate(objs)
+    ]
     return ModelView(name or type(model).__name__, model, views)

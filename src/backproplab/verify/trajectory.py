@@ -30,7 +30,11 @@ wrapped as a :class:`TrajectorySide` included). The candidates:
   momentum, dampening ignored (e.g. the v = mu*v - lr*g form) or used where 1 - dampening
   belongs, a buffer started at zero, momentum as an exponential average;
 * Adam: no bias correction (or only one of the two), eps inside the square root or before the
-  bias correction, betas swapped, weight decay ignored or decoupled (AdamW).
+  bias correction, betas swapped, weight decay ignored or decoupled (AdamW);
+* one constant factor c on torch's update, the same at every step and for every parameter (the
+  learning rate applied twice: c = lr; left out: c = 1/lr; the step taken twice: c = 2);
+* torch's rule for some parameters and one of the mistakes above for all the others (weight
+  decay skipped for the biases).
 
 :func:`compare_trajectories` builds both sides for a backproplab :class:`~backproplab.nn.Module`
 and its torch twin. Dropout layers are compared in evaluation mode there (their random masks
@@ -52,7 +56,14 @@ from backproplab.training.optimizers import OptimizerSpec
 from backproplab.utils.jsonsafe import json_safe
 from backproplab.verify.diff import tensor_diff
 from backproplab.verify.gradcheck import backward_failure
-from backproplab.verify.hints import EXPLAIN_RTOL, RowContext, explains, loss_reduction
+from backproplab.verify.hints import (
+    EXPLAIN_RTOL,
+    RowContext,
+    constant_factor,
+    explains,
+    factor_meaning,
+    loss_reduction,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -415,8 +426,11 @@ def run_trajectory(
         for k, v in start.items()
     }
     states: list[dict[str, dict[str, Any]]] = [{k: {} for k in names} for _ in rules]
-    fits = [True] * len(rules)  # rule i reproduced the NumPy side's update at every step so far
-    departs: list[int | None] = [None] * len(rules)  # the step where rule i stopped reproducing it
+    # fits[i][k]: rule i reproduced the NumPy side's update of parameter k at every step so far;
+    # departs[i]: the first step where rule i failed to reproduce some parameter's update
+    fits = [dict.fromkeys(names, True) for _ in rules]
+    departs: list[int | None] = [None] * len(rules)
+    scale = _ScaleFit()  # the NumPy update as c x torch's rule, one c for every step and parameter
     grad_diff_1: dict[str, float] = {}
     grad_missing_1: list[str] = []
     noise = set(names)  # parameters whose gradients were rounding noise at every step so far
@@ -454,10 +468,14 @@ def run_trajectory(
             for k in names:
                 if k in g_np and k in before_np:
                     d = rule(st[k], _flat(before_np[k])[samples[k]], _flat(g_np[k])[samples[k]], step)
-                    if k in actual and not explains(d, actual[k], EXPLAIN_RTOL):
-                        if fits[i]:
+                    if k not in actual:
+                        continue
+                    if i == 0:
+                        scale.observe(d, actual[k])
+                    if not explains(d, actual[k], EXPLAIN_RTOL):
+                        if departs[i] is None:
                             departs[i] = step
-                        fits[i] = False
+                        fits[i][k] = False
         loss_rel = abs(ln - lt) / abs(lt) if lt != 0 else (0.0 if ln == lt else math.inf)
         gaps = {k: _rel(after_np[k], after_t[k]) for k in names if k in after_np and k not in noise}
         worst = max(gaps, key=lambda k: gaps[k]) if gaps else None
@@ -474,7 +492,7 @@ def run_trajectory(
             reduction = loss_reduction(ctx) if loss_rel > report.loss_rtol else None
             report.hint = reduction or _explain(
                 step, first, gaps, loss_rel, optimizer, rules, fits, departs[0], grad_diff_1, grad_missing_1,
-                report.param_rtol, noise,
+                report.param_rtol, noise, scale.factor,
             )  # fmt: skip
     if noise:
         excluded = [k for k in names if k in noise]
@@ -492,6 +510,43 @@ def _flat(a: np.ndarray) -> np.ndarray:
     return np.asarray(a, dtype=np.float64).ravel()
 
 
+class _ScaleFit:
+    """Whether every observed update is one constant c times torch's (a learning rate applied
+    twice, a step taken twice): :func:`~backproplab.verify.hints.constant_factor` per tensor and
+    step, and the same c (to EXPLAIN_RTOL) for all of them."""
+
+    def __init__(self) -> None:
+        self.c: float | None = None
+        self.holds = True
+
+    def observe(self, reference: np.ndarray, actual: np.ndarray) -> None:
+        if not self.holds or not np.any(reference):
+            return
+        c = constant_factor(actual, reference, EXPLAIN_RTOL)
+        if c is None or (self.c is not None and abs(c - self.c) > EXPLAIN_RTOL * abs(self.c)):
+            self.holds = False
+        elif self.c is None:
+            self.c = c
+
+    @property
+    def factor(self) -> float | None:
+        """c when it held at every observation and is no 1 (torch's rule itself), else None."""
+        if not self.holds or self.c is None or abs(self.c - 1) <= EXPLAIN_RTOL:
+            return None
+        return self.c
+
+
+def _scale_meaning(c: float, lr: float) -> str:
+    lr_names = {
+        f"the learning rate applied twice (lr^2 = {lr * lr:g} instead of lr = {lr:g})": lr,
+        f"the learning rate left out (a step of g instead of lr*g, lr = {lr:g})": 1 / lr,
+    }
+    meaning = factor_meaning(c, None, lr_names if lr != 1 else None)
+    if meaning is not None and "counted twice" in meaning:
+        meaning = "the update applied twice (or a factor 2 in it)"
+    return meaning or f"an effective learning rate of {c * lr:.4g} instead of {lr:g}"
+
+
 def _explain(
     step: int,
     first: str | None,
@@ -499,12 +554,13 @@ def _explain(
     loss_rel: float,
     spec: OptimizerSpec,
     rules: list[tuple[str, UpdateRule]],
-    fits: list[bool],
+    fits: list[dict[str, bool]],
     departs: int | None,
     grad_diff_1: dict[str, float],
     grad_missing_1: list[str],
     param_rtol: float,
     noise: set[str],
+    scale: float | None = None,
 ) -> str:
     """The hint of the first diverging step (see the module docstring).
 
@@ -527,8 +583,8 @@ def _explain(
             "backward or loss bug, not the optimizer (see the per-layer table)"
         )
     name = "SGD" if spec.name == "sgd" else "Adam"
-    matching = [label for (label, _), ok in zip(rules[1:], fits[1:], strict=True) if ok]
-    if fits[0]:
+    matching = [label for (label, _), ok in zip(rules[1:], fits[1:], strict=True) if all(ok.values())]
+    if all(fits[0].values()):
         return (
             f"{head}: {spec.describe()}: the NumPy update follows torch's rule on its own gradients at every "
             "step and the gradients agreed at step 1: the parameters drifted apart by rounding"
@@ -539,12 +595,39 @@ def _explain(
             f"{head}: {spec.describe()}: the NumPy update departs from torch.optim.{name}'s{since} and matches "
             f"{matching[0]}"
         )
+    if scale is not None:
+        return (
+            f"{head}: {spec.describe()}: the NumPy update is {scale:.4g} x torch.optim.{name}'s at every step "
+            f"and for every parameter: {_scale_meaning(scale, spec.lr)}"
+        )
+    mixed = _mixed_explanation(rules, fits)
+    if mixed:
+        return (
+            f"{head}: {spec.describe()}: the NumPy update departs from torch.optim.{name}'s{since}: {mixed}"
+        )
     tried = "; ".join(label for label, _ in rules[1:]) or "none for these settings"
+    tried += "; one constant factor on torch's update"
     return (
         f"{head}: {spec.describe()}: the NumPy update of {first} departs from torch.optim.{name}'s{since}, "
         f"and is not explained by a usual mistake either (tried: {tried}); compare it with torch's documented "
         "update"
     )
+
+
+def _mixed_explanation(rules: list[tuple[str, UpdateRule]], fits: list[dict[str, bool]]) -> str | None:
+    """Torch's rule for some parameters and one usual mistake for all the others (weight decay
+    skipped for the biases), or None when that does not account for every parameter."""
+    odd = [k for k, ok in fits[0].items() if not ok]
+    for (label, _), ok in zip(rules[1:], fits[1:], strict=True):
+        if all(ok[k] for k in odd):
+            text = f"{label}, for {', '.join(odd)} only (the other parameters follow torch's rule)"
+            if label == "weight decay ignored" and all(k.endswith("bias") for k in odd):
+                text += (
+                    ": weight decay skipped for the biases, where torch's weight_decay applies to every "
+                    "parameter of the group (put the biases in a group with weight_decay=0 to match)"
+                )
+            return text
+    return None
 
 
 # ---------------------------------------------------------------------------- backproplab modules

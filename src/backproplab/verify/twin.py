@@ -254,6 +254,10 @@ class FixedMaskDropout(tnn.Module):
         self.p = float(p)
         self.register_buffer("keep", torch.from_numpy(np.ascontiguousarray(keep, dtype=np.float64)))
 
+    def set_keep(self, keep: np.ndarray) -> None:
+        """Use another mask from now on (the NumPy layer's mask of the next pass)."""
+        self.keep = torch.from_numpy(np.ascontiguousarray(keep, dtype=np.float64))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape) != tuple(self.keep.shape):
             raise TwinError(
