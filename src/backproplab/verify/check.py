@@ -41,6 +41,7 @@ from backproplab import nn
 from backproplab.training.optimizers import OptimizerSpec
 from backproplab.verify import hints as H
 from backproplab.verify.diff import TensorDiff, tensor_diff
+from backproplab.verify.failing_line import failing_line
 from backproplab.verify.gradcheck import (
     DEFAULT_EPS,
     GOOD,
@@ -137,7 +138,10 @@ class UserCodeError(Exception):
     """An exception raised inside the user's code, with the call that raised it."""
 
     def __init__(self, call: str, exc: BaseException) -> None:
-        super().__init__(f"{call} raised {type(exc).__name__}: {exc}".strip())
+        line = failing_line(exc)
+        super().__init__(
+            f"{call} raised {type(exc).__name__}: {exc}".strip() + (f" ({line})" if line else "")
+        )
         self.call, self.exc, self.where = call, exc, user_frame(exc)
 
 
@@ -161,7 +165,7 @@ def guarded(module: str, check: str, fn: Callable[[], list[CheckRow]], where: st
         msg = str(e).splitlines()[0]
         if isinstance(e.exc, AssertionError) and "gradient of shape" in str(e.exc):
             msg += " (a gradient of the wrong shape was accumulated into a parameter)"
-        return [CheckRow(module, check, FAIL, msg[:300], e.where or where)]
+        return [CheckRow(module, check, FAIL, msg[:600], e.where or where)]
     except Exception as e:  # a reference that cannot run on this input: say so, do not end the run
         return [
             CheckRow(module, check, WARN, f"could not run this check ({type(e).__name__}: {str(e)[:200]})")

@@ -3,6 +3,7 @@ correct files, and each planted bug is a FAIL on the right module with the right
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -316,6 +317,25 @@ def test_exception_in_user_code_is_a_fail_row_not_a_crash(planted: Callable[...,
     rows = [r for r in report.rows if r.status == FAIL]
     assert rows and all("LinearModule.backward raised ValueError: not done yet" in r.detail for r in rows)
     assert all(r.where.endswith("modules.py:21") for r in rows)
+
+
+def test_a_shape_error_names_the_line_and_its_arrays_shapes(planted: Callable[..., Path]) -> None:
+    """NumPy's "matmul: Input operand 1 has a mismatch" with the arrays of the user's line."""
+    folder = planted(
+        "template",
+        "modules.py",
+        'return dout @ self.params["weight"]',
+        'return dout @ self.params["weight"].T',
+    )
+    report = run_check(folder, only="LinearModule")
+    rows = [r for r in report.rows if r.status == FAIL and "raised ValueError" in r.detail]
+    assert rows, [r.detail for r in report.rows]
+    pattern = r'in `return dout @ self.params\["weight"\].T`: dout (\d+)x(\d+), self.params\["weight"\].T (\d+)x(\d+)'
+    for r in rows:
+        m = re.search(pattern, r.detail)
+        assert m, r.detail
+        assert m[2] != m[3]  # the mismatch, visible: dout's columns against W.T's rows
+        assert r.where.endswith("modules.py:21")
 
 
 def test_import_error_is_a_fail_row(planted: Callable[..., Path]) -> None:
