@@ -334,6 +334,20 @@ def _equivalent_module(view: LayerView, x: np.ndarray) -> Any:
         if b is not None:
             m.bias.data = np.asarray(b.value, dtype=np.float64).reshape(-1).copy()
         return m
+    if view.kind == "conv2d" and w is not None:
+        wt = np.asarray(w.torch_value(), dtype=np.float64)
+        f, c, kh, kw = wt.shape
+        m = nn.Conv2d(c, f, (kh, kw), int(cfg.get("stride", 1)), int(cfg.get("pad", 0)), bias=b is not None,
+                      rng=np.random.default_rng(0), dtype=np.float64, algorithm="im2col")  # fmt: skip
+        m.weight.data = wt.copy()
+        if b is not None and m.bias is not None:
+            m.bias.data = np.asarray(b.value, dtype=np.float64).reshape(-1).copy()
+        return m
+    if view.kind == "maxpool2d":
+        kh, kw = int(cfg.get("pool_height", 2)), int(cfg.get("pool_width", 2))
+        return nn.MaxPool2d((kh, kw), int(cfg.get("stride", 2)))
+    if view.kind == "dropout" and isinstance(cfg.get("p"), float):
+        return nn.Dropout(float(cfg["p"]), rng=np.random.default_rng(0))
     return None
 
 

@@ -30,6 +30,14 @@ and checking that it explains the NumPy value to :data:`EXPLAIN_RTOL`:
   cross-entropy of softmax(probabilities), i.e. softmax applied twice.
 * ``logits_as_probabilities``: the model outputs logits and the loss equals -log(max(logit, tiny))
   at the target, i.e. a loss on probabilities was given logits.
+* ``softmax_backward``: the softmax input gradient is y * (1 - y) * G (the Jacobian's diagonal
+  only) or y * (G - sum G).
+* ``batchnorm_backward``: the BatchNorm input gradient without the term through the batch mean,
+  the one through the batch variance, or both.
+* ``conv_flipped_kernel``: a convolution's output, input gradient or weight gradient computed
+  with the kernel rotated by 180 degrees.
+* ``maxpool_backward``: the max-pool input gradient sent to every position of each window, or
+  spread evenly over it, instead of to the maximum only.
 
 :func:`diagnose` returns the hints that fire, most specific first, or a generic description of
 the difference when none does (:func:`describe`): a constant factor only when value / reference
@@ -39,6 +47,7 @@ is negative (or positive), only in some rows / columns / channels, or in k of n 
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,8 +56,10 @@ import numpy as np
 
 from backproplab.nn.activations import ELU
 from backproplab.nn.batchnorm import _BatchNorm
+from backproplab.nn.conv import Conv2d
 from backproplab.nn.dropout import Dropout
 from backproplab.nn.module import Module
+from backproplab.nn.pooling import MaxPool2d
 from backproplab.nn.softmax import Softmax, softmax
 from backproplab.verify.diff import TensorDiff
 
@@ -514,6 +525,121 @@ def softmax_axis(ctx: RowContext) -> str | None:
     return None
 
 
+def softmax_backward(ctx: RowContext) -> str | None:
+    """Softmax input gradient from part of the Jacobian: its diagonal only, y * (1 - y) * G, or
+    y * (G - sum G) where y * (G - sum(G * y)) belongs."""
+    m = ctx.module
+    dim = getattr(m, "dim", None)
+    if not isinstance(m, Softmax) or dim is None or ctx.quantity != "input grad":
+        return None
+    if ctx.output is None or ctx.grad_output is None or ctx.output.shape != ctx.value.shape:
+        return None
+    y, g = _f64(ctx.output), _f64(ctx.grad_output)
+    if explains(y * (1 - y) * g, ctx.value):
+        return (
+            "softmax backward with the Jacobian's diagonal only, y * (1 - y) * dout: the off-diagonal "
+            "terms -y_i * y_j are missing (dx = y * (dout - sum(dout * y)))"
+        )
+    if explains(y * (g - g.sum(axis=dim, keepdims=True)), ctx.value):
+        return "softmax backward with sum(dout) where sum(dout * y) belongs: dx = y * (dout - sum(dout * y))"
+    return None
+
+
+def batchnorm_backward(ctx: RowContext) -> str | None:
+    """BatchNorm (training mode) input gradient without the terms through the batch statistics.
+
+    Per normalisation group (a channel's M values), with x_hat the normalised input and
+    G' = gamma * G: dX = (G' - mean(G') - x_hat * mean(G' * x_hat)) / sqrt(var + eps). Dropping
+    the mean term, the variance term or both (the statistics taken as constants) is recomputed.
+    """
+    m = ctx.module
+    if not _is_batchnorm(m) or ctx.quantity != "input grad" or ctx.input is None or ctx.grad_output is None:
+        return None
+    assert isinstance(m, _BatchNorm)
+    if not m._uses_batch_stats() or ctx.input.shape != ctx.value.shape or ctx.value.ndim < 2:
+        return None
+    x, g, v = (
+        _channel_groups(ctx.input),
+        _channel_groups(ctx.grad_output),
+        _channel_groups(ctx.value),
+    )  # (C, M)
+    gamma = _f64(m.weight.data)[:, None] if m.weight is not None else 1.0
+    inv = 1.0 / np.sqrt(x.var(axis=1, keepdims=True) + m.eps)  # (C, 1), the biased variance
+    xhat = (x - x.mean(axis=1, keepdims=True)) * inv  # (C, M)
+    gg = gamma * g
+    mean_term = gg.mean(axis=1, keepdims=True)
+    var_term = xhat * (gg * xhat).mean(axis=1, keepdims=True)
+    for cand, what in (
+        ((gg - var_term) * inv, "the term through the batch mean, - mean(gamma * dout), is missing"),
+        ((gg - mean_term) * inv, "the term through the batch variance, - x_hat * mean(gamma * dout * x_hat), is missing"),
+        (gg * inv, "the batch mean and variance are treated as constants: dx = gamma * dout / sqrt(var + eps)"),
+    ):  # fmt: skip
+        if explains(cand, v):
+            return f"BatchNorm backward: {what} (dx = (g - mean(g) - x_hat * mean(g * x_hat)) / sqrt(var + eps), g = gamma * dout)"
+    return None
+
+
+def conv_flipped_kernel(ctx: RowContext) -> str | None:
+    """A convolution computed with the kernel rotated by 180 degrees: a true convolution in forward
+    (torch's Conv2d cross-correlates), a missing or extra rotation in the input gradient, or a
+    weight gradient rotated."""
+    m = ctx.module
+    if not isinstance(m, Conv2d) or m.kernel_size == (1, 1) or ctx.input is None:
+        return None
+    v = _f64(ctx.value)
+    if ctx.quantity == "weight grad":
+        rotated = _f64(ctx.reference)[..., ::-1, ::-1]
+        if rotated.shape == v.shape and explains(rotated, v):
+            return "weight gradient rotated by 180 degrees (dW[:, :, ::-1, ::-1]): a kernel flip in backward"
+        return None
+    if ctx.quantity not in ("output", "input grad"):
+        return None
+    flipped = copy.deepcopy(m)
+    flipped.weight.data = np.ascontiguousarray(_f64(m.weight.data)[..., ::-1, ::-1])
+    with np.errstate(all="ignore"):
+        out = flipped(_f64(ctx.input))
+        if ctx.quantity == "output":
+            if out.shape == v.shape and explains(out, v):
+                return (
+                    "convolution with the kernel rotated by 180 degrees (a true convolution): torch's Conv2d is "
+                    "a cross-correlation, out[f, i, j] = sum w[f, c, di, dj] * x[c, i + di, j + dj]"
+                )
+            return None
+        if ctx.grad_output is None or ctx.grad_output.shape != out.shape:
+            return None
+        dx = flipped.backward(_f64(ctx.grad_output))
+    if dx is not None and dx.shape == v.shape and explains(dx, v):
+        return (
+            "input gradient with the kernel rotation wrong: dX is the full correlation of dout with the kernel "
+            "rotated by 180 degrees (the transposed convolution with W); this one used the other orientation"
+        )
+    return None
+
+
+def maxpool_backward(ctx: RowContext) -> str | None:
+    """Max-pool input gradient spread over the whole window: to every position (as if each were
+    the maximum) or evenly (average-pool's backward), where only the maximum gets it."""
+    m = ctx.module
+    if not isinstance(m, MaxPool2d) or ctx.quantity != "input grad" or ctx.input is None:
+        return None
+    g = ctx.grad_output
+    if g is None or g.ndim != 4 or ctx.input.ndim != 4 or ctx.value.shape != ctx.input.shape:
+        return None
+    (kh, kw), (sh, sw), (ph, pw) = m.kernel_size, m.stride, m.padding
+    n, c, h, w = ctx.input.shape
+    ho, wo = g.shape[2:]
+    spread = np.zeros((n, c, h + 2 * ph, w + 2 * pw))  # padded input grid
+    for i in range(kh):
+        for j in range(kw):
+            spread[:, :, i : i + sh * ho : sh, j : j + sw * wo : sw] += _f64(g)
+    spread = spread[:, :, ph : ph + h, pw : pw + w]  # (N, C, H, W)
+    if explains(spread, ctx.value):
+        return "max-pool backward sends each upstream gradient to every position of its window; only the maximum should get it"
+    if explains(spread / (kh * kw), ctx.value):
+        return "max-pool backward spreads each upstream gradient evenly over its window (average-pool's backward); only the maximum should get it"
+    return None
+
+
 def _ce_candidates(logits: np.ndarray, t: np.ndarray) -> list[tuple[str, float, np.ndarray]]:
     p = softmax(_f64(logits), 1)
     logp = np.log(np.maximum(p, np.finfo(np.float64).tiny))
@@ -577,6 +703,10 @@ HINTS: list[Callable[[RowContext], str | None]] = [
     dropout,
     elu_output_derivative,
     softmax_axis,
+    softmax_backward,
+    batchnorm_backward,
+    conv_flipped_kernel,
+    maxpool_backward,
 ]
 
 

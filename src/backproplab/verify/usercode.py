@@ -136,8 +136,32 @@ def _input(kind: str, rng: np.random.Generator, shape: tuple[int, ...] | None = 
     return x
 
 
-def _construct(cls: type, kind: str, n_in: int, n_out: int) -> Any:
-    """An instance of a user's layer class, its sizes passed by the usual argument names."""
+#: A convolution or pooling class's constructor arguments, by name fragment (checked in order):
+#: the input (2, 3, 5, 5) has 3 channels; 4 filters of 3x3; pooling windows of 2 with stride 2.
+_SPATIAL_ARGS: dict[str, tuple[tuple[tuple[str, ...], int], ...]] = {
+    "conv2d": (
+        (("in_channel", "in_chan", "c_in", "n_in", "input_channel", "in"), 3),
+        (("out_channel", "out_chan", "c_out", "filters", "n_out", "out"), 4),
+        (("kernel", "filter_size", "size", "k"), 3),
+        (("stride",), 1),
+        (("pad",), 1),
+    ),
+    "maxpool2d": ((("kernel", "pool", "size", "k"), 2), (("stride",), 2), (("pad",), 0)),
+}
+
+
+def _spatial_value(kind: str, name: str) -> int | None:
+    low = name.lower()
+    for fragments, value in _SPATIAL_ARGS[kind]:
+        if any(low == f or low.startswith(f) for f in fragments):
+            return value
+    return None
+
+
+def _construct(cls: type, kind: str, n_in: int, n_out: int) -> tuple[Any, dict[str, Any]]:
+    """An instance of a user's layer class, its sizes passed by the usual argument names, and the
+    settings it was built with that a reference needs (a convolution's stride and padding, a
+    pooling window)."""
     sig = inspect.signature(cls)
     required = [
         p for p in sig.parameters.values()
@@ -151,18 +175,41 @@ def _construct(cls: type, kind: str, n_in: int, n_out: int) -> Any:
     for p in required:
         if p.name == "alpha":
             continue
+        if kind in _SPATIAL_ARGS:
+            value = _spatial_value(kind, p.name)
+            if value is None:
+                raise TypeError(f"{cls.__name__}{sig}: cannot guess the argument {p.name!r}")
+            args.append(value)
+            continue
         if not sizes:
             raise TypeError(f"{cls.__name__}{sig}: cannot guess the argument {p.name!r}")
         args.append(sizes.pop(0))
-    return cls(*args, **kwargs)
+    obj = cls(*args, **kwargs)
+    config: dict[str, Any] = {}
+    if kind in _SPATIAL_ARGS:
+        bound = sig.bind(*args, **kwargs)
+        bound.apply_defaults()
+        for name, value in bound.arguments.items():
+            low = name.lower()
+            if not isinstance(value, (int, type(None))) or isinstance(value, bool):
+                continue
+            if low.startswith("stride"):
+                config["stride"] = value
+            elif low.startswith("pad"):
+                config["pad"] = value or 0
+            elif kind == "maxpool2d" and _spatial_value(kind, name) == 2 and value is not None:
+                config["pool_height"] = config["pool_width"] = value
+        if kind == "maxpool2d" and config.get("stride") is None:
+            config["stride"] = config.get("pool_height", 2)  # torch's default: the window
+    return obj, config
 
 
 def _layer_found(label: str, cls: type, kind: str) -> Found:
     where = source_of(cls)
 
     def factory() -> LayerView:
-        obj = _construct(cls, kind, IN_FEATURES, OUT_FEATURES)
-        view = view_of(obj, cls.__name__, kind=kind)
+        obj, config = _construct(cls, kind, IN_FEATURES, OUT_FEATURES)
+        view = view_of(obj, cls.__name__, kind=kind, config=config)
         if kind == "elu" and "alpha" in inspect.signature(cls).parameters:
             view.config["alpha"] = ELU_ALPHA
         return view

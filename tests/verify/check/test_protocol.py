@@ -143,3 +143,30 @@ def test_gradcheck_takes_the_templates_dict_format() -> None:
     layer.params["weight"] = layer.params["weight"].astype(np.float32)
     with pytest.raises(ShapeError, match=r"params\['weight'\]. of LinearModule is float32"):
         gradcheck(layer, rng.normal(size=(4, 5)), rng=rng)
+
+
+def test_class_conv_and_pool_layers_are_built_with_their_settings() -> None:
+    """Conv2d(in_channels, out_channels, kernel_size, stride=1, padding=1) and MaxPool2d(kernel_size):
+    built by argument name, checked against torch layers with the same padding and window."""
+    report = run_check(FIXTURES / "conv_classes")
+    assert {f.split(" ")[0] for f in report.found} == {"Conv2d", "MaxPool2d"}
+    assert report.ok and all(r.status == PASS for r in report.rows), [
+        (r.module, r.check, r.detail) for r in report.rows if r.status != PASS
+    ]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "module", "check", "hint"),
+    [
+        ("np.tensordot(patch, self.W,", "np.tensordot(patch, self.W[:, :, ::-1, ::-1],",
+         "Conv2d", "output vs PyTorch", "kernel rotated by 180 degrees"),
+        ("m = win == win.max(axis=(2, 3), keepdims=True)", "m = np.ones_like(win)",
+         "MaxPool2d", "input grad vs PyTorch", "to every position of its window"),
+    ],
+)  # fmt: skip
+def test_planted_conv_and_pool_bugs_are_named(
+    planted: Callable[..., Path], old: str, new: str, module: str, check: str, hint: str
+) -> None:
+    folder = planted("conv_classes", "conv_layers.py", old, new)
+    fails = [r for r in run_check(folder, only=module).rows if r.status == FAIL]
+    assert any(r.check == check and hint in r.detail for r in fails), [(r.check, r.detail) for r in fails]
