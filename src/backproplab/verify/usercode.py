@@ -16,9 +16,16 @@ first on ``sys.path``, so ``from modules import *`` works as in the assignment):
 * CS231n's functional layers (``layers.py``): ``affine_*``, ``relu_*``, ``batchnorm_*``,
   ``spatial_batchnorm_*``, ``layernorm_*``, ``dropout_*``, ``conv_*_naive``,
   ``max_pool_*_naive`` (a ``<name>_forward`` with its ``<name>_backward``), ``softmax_loss``;
+* the practical's PyTorch ``MLP(n_inputs, n_hidden, n_classes)`` (an ``nn.Module``, in
+  ``mlp_pytorch.py``): :mod:`backproplab.verify.torch_mlp_check`;
 * any other class defined in the files with ``forward`` and ``backward`` whose name says its kind
   (``Linear``, ``ReLU``, ``Softmax``, ...: see :func:`~backproplab.verify.protocol.kind_from_name`),
-  constructed with no arguments or, for a Linear / norm, with its sizes.
+  constructed with no arguments or, for a Linear / norm, with its sizes, for a convolution or
+  pooling by its arguments' names (in / out channels, kernel size; stride and padding kept as
+  the reference's settings).
+
+A name defined in several files (``MLP`` in ``mlp_numpy.py`` and ``mlp_pytorch.py``) is checked in
+each, labelled with its file.
 """
 
 from __future__ import annotations
@@ -375,11 +382,11 @@ def _dropout_rows(
 
 
 # ---------------------------------------------------------------------------- models
-def _mlp_found(cls: type, loss_cls: type | None) -> Found:
+def _mlp_found(cls: type, loss_cls: type | None, label: str | None = None) -> Found:
     from backproplab.data import load_dataset
 
     def make(n_in: int, hidden: list[int], n_out: int) -> ModelView:
-        return model_view(cls(n_in, hidden, n_out), name=cls.__name__)
+        return model_view(cls(n_in, hidden, n_out), name=label or cls.__name__)
 
     def loss_for(model: ModelView) -> LossView:
         if loss_cls is not None:
@@ -393,7 +400,7 @@ def _mlp_found(cls: type, loss_cls: type | None) -> Found:
         )
 
     def run(rng: np.random.Generator) -> list[C.CheckRow]:
-        name = cls.__name__
+        name = label or cls.__name__
         try:
             model = make(PARITY_INPUTS, PARITY_HIDDEN, PARITY_CLASSES)
         except Exception as e:
@@ -445,7 +452,7 @@ def _mlp_found(cls: type, loss_cls: type | None) -> Found:
         )
         return rows
 
-    return Found(cls.__name__, "model", run)
+    return Found(label or cls.__name__, "model", run)
 
 
 # ---------------------------------------------------------------------------- discovery
@@ -453,49 +460,75 @@ def _template_loss_found(name: str, cls: type) -> Found:
     return Found(name, "loss", functools.partial(C.loss_rows, lambda: template_loss_view(cls())))
 
 
-def discover(modules: list[types.ModuleType]) -> list[Found]:
-    """Everything checkable in the user's modules, in file order."""
-    found: list[Found] = []
-    defined: dict[str, Any] = {}
-    for mod in modules:
-        defined.update(_own(mod))
-    loss_cls = next((defined[n] for n in TEMPLATE_LOSSES if n in defined), None)
-    seen: set[str] = set()
-    for name, obj in defined.items():
-        if name in seen:
-            continue
-        if inspect.isclass(obj):
-            if name in TEMPLATE_LAYERS:
-                found.append(_layer_found(name, obj, TEMPLATE_LAYERS[name]))
-            elif name in TEMPLATE_LOSSES:
-                found.append(_template_loss_found(name, obj))
-            elif name == "MLP":
-                found.append(_mlp_found(obj, loss_cls))
-            elif name in LAYERNORM_CLASSES or name == LAYERNORM_FUNCTION:
-                from backproplab.verify import layernorm_check
+def _is_torch_module(cls: type) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and issubclass(cls, torch.nn.Module)
 
-                found.append(Found(name, "layernorm", functools.partial(layernorm_check.rows, obj)))
-            elif callable(getattr(obj, "forward", None)) and callable(getattr(obj, "backward", None)):
-                kind = kind_from_name(name)
-                if kind == "loss":
-                    found.append(_template_loss_found(name, obj))
-                elif kind not in ("other", "dropout"):
-                    found.append(_layer_found(name, obj, kind))
-            seen.add(name)
-        elif inspect.isfunction(obj):
-            if name == "softmax_loss":
-                found.append(
-                    Found(
-                        name,
-                        "loss",
-                        functools.partial(C.loss_rows, functools.partial(functional_loss_view, obj)),
-                    )
-                )
-            for base in CS231N_LAYERS:
-                for suffix in ("", "_naive"):
-                    if name == f"{base}_forward{suffix}" and f"{base}_backward{suffix}" in defined:
-                        found.append(_cs231n_found(base, obj, defined[f"{base}_backward{suffix}"]))
+
+def _torch_mlp_found(label: str, cls: type) -> Found:
+    from backproplab.verify import torch_mlp_check
+
+    return Found(label, "PyTorch model", lambda rng: torch_mlp_check.rows(cls, rng, label))
+
+
+def discover(modules: list[types.ModuleType]) -> list[Found]:
+    """Everything checkable in the user's modules, in file order. A name defined in several files
+    (the practical's ``MLP`` in ``mlp_numpy.py`` and in ``mlp_pytorch.py``) is checked in each,
+    labelled with its file."""
+    found: list[Found] = []
+    owns = [(mod, _own(mod)) for mod in modules]
+    defined: dict[str, Any] = {}
+    for _, own in owns:
+        for n, v in own.items():
+            defined.setdefault(n, v)
+    files_of: dict[str, int] = {}
+    for _, own in owns:
+        for n in own:
+            files_of[n] = files_of.get(n, 0) + 1
+    loss_cls = next((defined[n] for n in TEMPLATE_LOSSES if n in defined), None)
+    for mod, own in owns:
+        for name, obj in own.items():
+            label = name if files_of[name] == 1 else f"{name} ({Path(mod.__file__ or name).name})"
+            if inspect.isclass(obj):
+                found += _class_found(label, name, obj, loss_cls)
+            elif inspect.isfunction(obj):
+                found += _function_found(name, obj, own)
     return found
+
+
+def _class_found(label: str, name: str, obj: type, loss_cls: type | None) -> list[Found]:
+    if name in LAYERNORM_CLASSES or name == LAYERNORM_FUNCTION:
+        from backproplab.verify import layernorm_check
+
+        return [Found(label, "layernorm", functools.partial(layernorm_check.rows, obj))]
+    if _is_torch_module(obj):
+        return [_torch_mlp_found(label, obj)] if name == "MLP" else []
+    if name in TEMPLATE_LAYERS:
+        return [_layer_found(label, obj, TEMPLATE_LAYERS[name])]
+    if name in TEMPLATE_LOSSES:
+        return [_template_loss_found(label, obj)]
+    if name == "MLP":
+        return [_mlp_found(obj, loss_cls, label)]
+    if callable(getattr(obj, "forward", None)) and callable(getattr(obj, "backward", None)):
+        kind = kind_from_name(name)
+        if kind == "loss":
+            return [_template_loss_found(label, obj)]
+        if kind not in ("other", "dropout"):
+            return [_layer_found(label, obj, kind)]
+    return []
+
+
+def _function_found(name: str, obj: Callable[..., Any], own: dict[str, Any]) -> list[Found]:
+    if name == "softmax_loss":
+        return [
+            Found(name, "loss", functools.partial(C.loss_rows, functools.partial(functional_loss_view, obj)))
+        ]
+    return [
+        _cs231n_found(base, obj, own[f"{base}_backward{suffix}"])
+        for base in CS231N_LAYERS
+        for suffix in ("", "_naive")
+        if name == f"{base}_forward{suffix}" and f"{base}_backward{suffix}" in own
+    ]
 
 
 def run_check(path: str | Path, seed: int = 0, only: str | None = None) -> C.CheckReport:
