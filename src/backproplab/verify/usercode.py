@@ -16,6 +16,7 @@ first on ``sys.path``, so ``from modules import *`` works as in the assignment):
 * CS231n's functional layers (``layers.py``): ``affine_*``, ``relu_*``, ``batchnorm_*``,
   ``spatial_batchnorm_*``, ``layernorm_*``, ``dropout_*``, ``conv_*_naive``,
   ``max_pool_*_naive`` (a ``<name>_forward`` with its ``<name>_backward``), ``softmax_loss``;
+* the training scripts' ``accuracy(predictions, targets)``: :mod:`backproplab.verify.accuracy_check`;
 * the practical's PyTorch ``MLP(n_inputs, n_hidden, n_classes)`` (an ``nn.Module``, in
   ``mlp_pytorch.py``): :mod:`backproplab.verify.torch_mlp_check`;
 * any other class defined in the files with ``forward`` and ``backward`` whose name says its kind
@@ -492,7 +493,7 @@ def discover(modules: list[types.ModuleType]) -> list[Found]:
             if inspect.isclass(obj):
                 found += _class_found(label, name, obj, loss_cls)
             elif inspect.isfunction(obj):
-                found += _function_found(name, obj, own)
+                found += _function_found(label, name, obj, own)
     return found
 
 
@@ -518,7 +519,11 @@ def _class_found(label: str, name: str, obj: type, loss_cls: type | None) -> lis
     return []
 
 
-def _function_found(name: str, obj: Callable[..., Any], own: dict[str, Any]) -> list[Found]:
+def _function_found(label: str, name: str, obj: Callable[..., Any], own: dict[str, Any]) -> list[Found]:
+    if name == "accuracy":
+        from backproplab.verify import accuracy_check
+
+        return [Found(label, "metric", lambda rng: accuracy_check.rows(obj, rng, label))]
     if name == "softmax_loss":
         return [
             Found(name, "loss", functools.partial(C.loss_rows, functools.partial(functional_loss_view, obj)))
