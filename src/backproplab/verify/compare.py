@@ -51,6 +51,7 @@ from backproplab.verify.protocol import (
     template_loss_view,
 )
 from backproplab.verify.references import resolve_linear_layout
+from backproplab.verify.torch_calls import leaf_calls
 from backproplab.verify.trajectory import OptimizerSpec, TorchSide, TrajectoryReport, run_trajectory
 from backproplab.verify.twin import FixedMaskDropout, is_random_dropout, replace_module
 
@@ -113,22 +114,12 @@ class CompareReport:
 
 # ---------------------------------------------------------------------------- pairing
 def torch_leaves(model: tnn.Module, x: np.ndarray) -> list[tuple[str, tnn.Module]]:
-    """(name, module) of the model's leaf modules in the order its forward calls them on ``x``."""
-    order: list[str] = []
-    leaves = {n: m for n, m in model.named_modules() if next(m.children(), None) is None}
-    hooks = [m.register_forward_hook(lambda *_, n=n: order.append(n)) for n, m in leaves.items()]
-    try:
-        with torch.no_grad():
-            dtype = next((p.dtype for p in model.parameters()), torch.float64)
-            model(torch.tensor(np.ascontiguousarray(x), dtype=dtype))
-    finally:
-        for h in hooks:
-            h.remove()
-    seen: list[str] = []
-    for n in order:
-        if n not in seen:
-            seen.append(n)
-    return [(n, leaves[n]) for n in seen]
+    """(name, module) of the model's leaf modules in the order its forward first calls them on ``x``."""
+    dtype = next((p.dtype for p in model.parameters()), torch.float64)
+    seen: dict[str, tnn.Module] = {}
+    for call in leaf_calls(model, torch.tensor(np.ascontiguousarray(x), dtype=dtype)):
+        seen.setdefault(call.name, call.module)
+    return list(seen.items())
 
 
 def _has_params(m: tnn.Module) -> bool:

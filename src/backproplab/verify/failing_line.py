@@ -4,7 +4,7 @@ A shape error from deep inside NumPy ("matmul: Input operand 1 has a mismatch in
 dimension 0 ...") says what went wrong but not with which arrays. :func:`failing_line` finds the
 innermost frame of the user's code in the traceback, reads its source line and evaluates, in that
 frame, the names, attributes and constant subscripts the line mentions (``dout``, ``self.W``,
-``self.params["weight"].T``); the arrays among them are listed with their shapes:
+``self.params["weight"].T``); the arrays (NumPy or torch) among them are listed with their shapes:
 
     in `dx = dout @ self.params["weight"].T`: dout 4x3, self.params["weight"] 3x5, self.params["weight"].T 5x3
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import linecache
 from types import FrameType, TracebackType
+from typing import Any
 
 import numpy as np
 
@@ -43,8 +44,13 @@ def _plain(node: ast.AST) -> bool:
     return isinstance(node, ast.Name)
 
 
-def _shape(a: np.ndarray) -> str:
-    return "x".join(map(str, a.shape)) if a.ndim else "scalar"
+def _is_tensor(value: object) -> bool:
+    """A torch tensor (without importing torch: its class says so)."""
+    return type(value).__module__.startswith("torch") and hasattr(value, "shape") and hasattr(value, "ndim")
+
+
+def _shape(a: Any) -> str:
+    return "x".join(map(str, tuple(a.shape))) if a.ndim else "scalar"
 
 
 def failing_line(exc: BaseException) -> str:
@@ -74,7 +80,7 @@ def failing_line(exc: BaseException) -> str:
             value = eval(text, frame.f_globals, frame.f_locals)  # a plain name, attribute or subscript
         except Exception:  # an attribute not set yet, a key not there
             continue
-        if isinstance(value, np.ndarray):
+        if isinstance(value, np.ndarray) or _is_tensor(value):
             listed.append(f"{text} {_shape(value)}")
     if not listed:
         return ""

@@ -35,6 +35,7 @@ from backproplab.verify import check as C
 from backproplab.verify.hints import is_probability_rows
 from backproplab.verify.mlp_structure import mlp_structure_problems
 from backproplab.verify.protocol import ACTIVATION_KINDS, LayerView, ParamRef, kind_from_name, source_of
+from backproplab.verify.torch_calls import leaf_calls
 
 #: The MLP the structure rows build: MLP(N_INPUTS, HIDDEN, N_CLASSES), on a batch of BATCH.
 N_INPUTS, HIDDEN, N_CLASSES, BATCH = 6, [5, 4], 3, 8
@@ -122,24 +123,9 @@ def rows(cls: type, rng: np.random.Generator, label: str | None = None) -> list[
     return out
 
 
-def _calls(model: tnn.Module, x: torch.Tensor) -> list[tuple[str, tnn.Module]]:
-    """(name, module) of every leaf-module call of one forward, in order, repeats included (one
-    activation module applied after each Linear layer is one module called several times)."""
-    leaves = {n: m for n, m in model.named_modules() if next(m.children(), None) is None}
-    calls: list[tuple[str, tnn.Module]] = []
-    hooks = [m.register_forward_hook(lambda mod, *_, n=n: calls.append((n, mod))) for n, m in leaves.items()]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in hooks:
-            h.remove()
-    return calls
-
-
 def _layer_rows(name: str, model: tnn.Module, x: torch.Tensor, call: str, where: str) -> list[C.CheckRow]:
     with C.calling(f"{name}.forward"):
-        calls = _calls(model, x)
+        calls = [(c.name, c.module) for c in leaf_calls(model, x)]
     views = _leaf_views(calls)
     problems = mlp_structure_problems(views, N_INPUTS, HIDDEN, N_CLASSES)
     if not any(v.kind in ACTIVATION_KINDS for v in views):  # activations as functions: see "output"

@@ -16,6 +16,8 @@ first on ``sys.path``, so ``from modules import *`` works as in the assignment):
 * CS231n's functional layers (``layers.py``): ``affine_*``, ``relu_*``, ``batchnorm_*``,
   ``spatial_batchnorm_*``, ``layernorm_*``, ``dropout_*``, ``conv_*_naive``,
   ``max_pool_*_naive`` (a ``<name>_forward`` with its ``<name>_backward``), ``softmax_loss``;
+* the practical's PyTorch ``ConvNet(n_channels, n_classes)`` (``convnet_pytorch.py``), layer by
+  layer against the practical's PreAct ConvNet: :mod:`backproplab.verify.torch_convnet_check`;
 * the training scripts' ``accuracy(predictions, targets)``: :mod:`backproplab.verify.accuracy_check`;
 * the practical's PyTorch ``MLP(n_inputs, n_hidden, n_classes)`` (an ``nn.Module``, in
   ``mlp_pytorch.py``): :mod:`backproplab.verify.torch_mlp_check`;
@@ -503,6 +505,10 @@ def _class_found(label: str, name: str, obj: type, loss_cls: type | None) -> lis
 
         return [Found(label, "layernorm", functools.partial(layernorm_check.rows, obj))]
     if _is_torch_module(obj):
+        if name == "ConvNet":
+            from backproplab.verify import torch_convnet_check
+
+            return [Found(label, "PyTorch model", lambda rng: torch_convnet_check.rows(obj, rng, label))]
         return [_torch_mlp_found(label, obj)] if name == "MLP" else []
     if name in TEMPLATE_LAYERS:
         return [_layer_found(label, obj, TEMPLATE_LAYERS[name])]
