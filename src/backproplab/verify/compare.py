@@ -44,11 +44,9 @@ from backproplab.verify.protocol import (
     ParamRef,
     functional_loss_view,
     kind_from_name,
+    loss_view_of,
     model_view,
     module_loss_view,
-    required_args,
-    stateful_loss_view,
-    template_loss_view,
 )
 from backproplab.verify.references import resolve_linear_layout
 from backproplab.verify.torch_calls import leaf_calls
@@ -220,10 +218,7 @@ def as_loss_view(loss: Any, numpy_model: ModelView) -> LossView:
     if isinstance(loss, nn.Module):
         return module_loss_view(loss, on)
     if callable(getattr(loss, "forward", None)) and callable(getattr(loss, "backward", None)):
-        required = required_args(loss.backward)
-        if required is not None and len(required) >= 2:
-            return replace(template_loss_view(loss), on=on)
-        return stateful_loss_view(loss, on)
+        return loss_view_of(loss, on)
     if callable(loss):
         return functional_loss_view(loss, on)
     raise ShapeError(f"compare: loss must be a loss object or function, got {type(loss).__name__}")

@@ -691,7 +691,76 @@ def logits_as_probabilities(ctx: RowContext) -> str | None:
     return None
 
 
+def _probabilities_of(o: np.ndarray) -> np.ndarray:
+    """The probabilities a loss saw: ``o`` itself when its rows are probabilities, else softmax(o)."""
+    return o if is_probability_rows(o) else softmax(o, 1)
+
+
+#: The eps values tried for a loss that takes log(p + eps) or log(max(p, eps)).
+LOG_EPS_CANDIDATES = (1e-7, 1e-8, 1e-6, 1e-5, 1e-9, 1e-10, 1e-12, 1e-15, 1e-16, 1e-20)
+#: What :func:`clipped_log` says first: a row with this hint is a WARN, not a FAIL (see loss_rows).
+CLIPPED_LOG_HINT = "the loss takes the log of the probabilities plus a small eps"
+
+
+def clipped_log(ctx: RowContext) -> str | None:
+    """The loss is -log(p + eps) (or -log(max(p, eps))) at the target: exact where p >> eps,
+    bounded by -log(eps) where the prediction is very wrong (PyTorch's log-softmax is not)."""
+    if ctx.quantity != "loss" or ctx.output is None or ctx.target is None:
+        return None
+    o = _f64(ctx.output)
+    t = _onehot(ctx.target, o)
+    if t is None:
+        return None
+    pt = (_probabilities_of(o) * t).sum(axis=1)  # (N,): the target's probability
+    for eps in LOG_EPS_CANDIDATES:
+        for cand in (-np.log(pt + eps).mean(), -np.log(np.maximum(pt, eps)).mean()):
+            if explains(np.asarray(cand), ctx.value, 1e-9):
+                return (
+                    f"{CLIPPED_LOG_HINT} (log(p + {eps:g}) or a clip at {eps:g}): exact while p >> {eps:g}, "
+                    f"but bounded by -log({eps:g}) = {-math.log(eps):.3g} for predictions this wrong (target "
+                    f"probability down to {pt.min():.2g}); log-softmax, x - logsumexp(x), is exact"
+                )
+    return None
+
+
+def label_smoothing(ctx: RowContext) -> str | None:
+    """The loss (or its gradient) is cross-entropy against smoothed targets (1 - a) y + a / C."""
+    if ctx.quantity not in ("loss", "loss grad") or ctx.output is None or ctx.target is None:
+        return None
+    o = _f64(ctx.output)
+    t = _onehot(ctx.target, o)
+    if t is None or o.ndim != 2 or o.shape[1] < 2:
+        return None
+    n, c = o.shape
+    p = _probabilities_of(o)
+    logp = np.log(np.maximum(p, np.finfo(np.float64).tiny))
+    if ctx.quantity == "loss":
+        ce, uniform = float(-(t * logp).sum() / n), float(-logp.sum() / (n * c))
+        if uniform == ce:
+            return None
+        a = (float(_f64(ctx.value)) - ce) / (uniform - ce)
+        a_round = float(f"{a:.2g}")
+        if not (0 < a < 1 and abs(a - a_round) <= 1e-6 * a):
+            return None  # one scalar fits any a: only a round one counts (up to an eps in the log)
+    else:
+        v = _f64(ctx.value)
+        if is_probability_rows(o):  # dL/dp = -t_a / (N p), t_a = t + a (1/C - t)
+            pp = np.maximum(p, np.finfo(np.float64).tiny)
+            base, shift = -t / (n * pp), -(1.0 / c - t) / (n * pp)
+        else:  # dL/ds = (p - t_a) / N
+            base, shift = (p - t) / n, (t - 1.0 / c) / n
+        a = float(((v - base) * shift).sum() / (shift * shift).sum())
+        if not (0 < a < 1 and explains(base + a * shift, v)):
+            return None
+    return (
+        f"the targets are smoothed: this is cross-entropy against (1 - {a:.3g}) one-hot + {a:.3g} / C "
+        f"(label smoothing {a:.3g}); PyTorch's reference uses the one-hot targets"
+    )
+
+
 HINTS: list[Callable[[RowContext], str | None]] = [
+    clipped_log,
+    label_smoothing,
     double_softmax,
     logits_as_probabilities,
     loss_reduction,
@@ -781,7 +850,7 @@ def describe(ctx: RowContext) -> str:
         meaning = factor_meaning(c, ctx.batch_size)
         if c < 0 and abs(c + 1) <= FACTOR_NAME_RTOL:
             return "opposite sign (-1 x the reference in every element): sign flipped"
-        text = f"{c:.4g} x the reference in every element: a constant factor"
+        text = f"{c:.4g} x the reference" + (" in every element: a constant factor" if v.size > 1 else "")
         return f"{text} ({meaning})" if meaning else text
     scale = float(np.abs(r).max()) if r.size else 0.0
     if scale == 0:

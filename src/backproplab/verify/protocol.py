@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -51,7 +51,10 @@ DEFAULT_PARAM_MAP: tuple[tuple[str, str, str], ...] = (
 
 # Class-name fragments -> kind, checked in order (so "relu" wins over "elu", "layernorm" over "norm").
 _NAME_KINDS: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("crossentropy", "cross_entropy", "softmaxloss", "softmax_loss", "nllloss"), "loss"),
+    (
+        ("crossentropy", "cross_entropy", "softmaxloss", "softmax_loss", "nllloss", "withloss", "with_loss"),
+        "loss",
+    ),
     (("layernorm", "layer_norm"), "layernorm"),
     (("batchnorm", "batch_norm"), "batchnorm"),
     (("leakyrelu", "leaky"), "leaky_relu"),
@@ -476,6 +479,16 @@ def stateful_loss_view(obj: Any, on: str = "logits", targets: str = "index") -> 
         return value, obj.backward(1.0 if required[0].name.lower() in UPSTREAM_ARG_NAMES else t)
 
     return LossView(type(obj).__name__, fn, on, targets, source_of(type(obj)), obj)
+
+
+def loss_view_of(obj: Any, on: str | None = None) -> LossView:
+    """The :class:`LossView` of a loss object with ``forward`` and ``backward``: the template's
+    convention when ``backward`` takes two arguments (``backward(x, y)``, probabilities and one-hot
+    targets), else a loss whose ``backward`` uses what ``forward(scores, y)`` cached (logits and
+    index targets). ``on`` overrides what the scores are."""
+    required = required_args(obj.backward)
+    view = template_loss_view(obj) if required is not None and len(required) >= 2 else stateful_loss_view(obj)
+    return view if on is None else replace(view, on=on)
 
 
 def functional_loss_view(fn: Callable[..., Any], on: str = "logits", targets: str = "index") -> LossView:

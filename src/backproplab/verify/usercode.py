@@ -39,7 +39,7 @@ import inspect
 import sys
 import types
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +55,9 @@ from backproplab.verify.protocol import (
     functional_loss_view,
     functional_view,
     kind_from_name,
+    loss_view_of,
     model_view,
     source_of,
-    template_loss_view,
     view_of,
 )
 
@@ -168,6 +168,24 @@ def _spatial_value(kind: str, name: str) -> int | None:
     return None
 
 
+def _parameter_arguments(kind: str, n_in: int, n_out: int) -> dict[str, np.ndarray]:
+    """Arrays for constructor arguments named as parameters: a Linear's weight (in, out), the usual
+    layout of classes built from their arrays (the layout is resolved from the forward later), its
+    bias; a norm's gamma and beta. Random values: the checks draw their own before each run."""
+    rng = np.random.default_rng(0)
+    if kind == "linear":
+        w, b = rng.normal(0.0, 0.5, size=(n_in, n_out)), np.zeros(n_out)
+        return {"w": w, "weight": w, "weights": w, "b": b, "bias": b}
+    if kind in ("batchnorm", "layernorm"):
+        return {
+            "gamma": np.ones(n_in),
+            "weight": np.ones(n_in),
+            "beta": np.zeros(n_in),
+            "bias": np.zeros(n_in),
+        }
+    return {}
+
+
 def _construct(cls: type, kind: str, n_in: int, n_out: int) -> tuple[Any, dict[str, Any]]:
     """An instance of a user's layer class, its sizes passed by the usual argument names, and the
     settings it was built with that a reference needs (a convolution's stride and padding, a
@@ -182,8 +200,12 @@ def _construct(cls: type, kind: str, n_in: int, n_out: int) -> tuple[Any, dict[s
         kwargs["alpha"] = ELU_ALPHA
     args: list[Any] = []
     sizes = [n_in, n_out] if kind == "linear" else [n_in]
+    arrays = _parameter_arguments(kind, n_in, n_out)
     for p in required:
         if p.name == "alpha":
+            continue
+        if p.name.lower() in arrays:  # a layer built from its arrays: Affine(W, b), BatchNorm(gamma, beta)
+            args.append(arrays[p.name.lower()])
             continue
         if kind in _SPATIAL_ARGS:
             value = _spatial_value(kind, p.name)
@@ -385,6 +407,10 @@ def _dropout_rows(
 
 
 # ---------------------------------------------------------------------------- models
+def _output_kind(model: ModelView) -> str:
+    return "probabilities" if model.layers and model.layers[-1].kind == "softmax" else "logits"
+
+
 def _mlp_found(cls: type, loss_cls: type | None, label: str | None = None) -> Found:
     from backproplab.data import load_dataset
 
@@ -393,7 +419,9 @@ def _mlp_found(cls: type, loss_cls: type | None, label: str | None = None) -> Fo
 
     def loss_for(model: ModelView) -> LossView:
         if loss_cls is not None:
-            return template_loss_view(loss_cls())
+            return C.loss_convention(
+                loss_view_of(loss_cls(), on=_output_kind(model)), np.random.default_rng(0)
+            )
         from backproplab import nn
         from backproplab.verify.protocol import module_loss_view
 
@@ -459,8 +487,19 @@ def _mlp_found(cls: type, loss_cls: type | None, label: str | None = None) -> Fo
 
 
 # ---------------------------------------------------------------------------- discovery
-def _template_loss_found(name: str, cls: type) -> Found:
-    return Found(name, "loss", functools.partial(C.loss_rows, lambda: template_loss_view(cls())))
+def _loss_class_found(name: str, cls: type) -> Found:
+    """A loss class, called its way (:func:`~backproplab.verify.protocol.loss_view_of`) on the
+    scores and targets its code takes (:func:`~backproplab.verify.check.loss_convention`)."""
+
+    def run(rng: np.random.Generator) -> list[C.CheckRow]:
+        try:
+            with C.calling(f"{cls.__name__}()"):
+                probe = C.loss_convention(loss_view_of(cls()), rng)
+        except C.UserCodeError as e:
+            return [C.CheckRow(name, "construct", C.FAIL, str(e)[:600], e.where or source_of(cls))]
+        return C.loss_rows(lambda: replace(loss_view_of(cls()), on=probe.on, targets=probe.targets), rng)
+
+    return Found(name, "loss", run)
 
 
 def _is_torch_module(cls: type) -> bool:
@@ -513,13 +552,13 @@ def _class_found(label: str, name: str, obj: type, loss_cls: type | None) -> lis
     if name in TEMPLATE_LAYERS:
         return [_layer_found(label, obj, TEMPLATE_LAYERS[name])]
     if name in TEMPLATE_LOSSES:
-        return [_template_loss_found(label, obj)]
+        return [_loss_class_found(label, obj)]
     if name == "MLP":
         return [_mlp_found(obj, loss_cls, label)]
     if callable(getattr(obj, "forward", None)) and callable(getattr(obj, "backward", None)):
         kind = kind_from_name(name)
         if kind == "loss":
-            return [_template_loss_found(label, obj)]
+            return [_loss_class_found(label, obj)]
         if kind not in ("other", "dropout"):
             return [_layer_found(label, obj, kind)]
     return []

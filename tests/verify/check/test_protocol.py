@@ -170,3 +170,29 @@ def test_planted_conv_and_pool_bugs_are_named(
     folder = planted("conv_classes", "conv_layers.py", old, new)
     fails = [r for r in run_check(folder, only=module).rows if r.status == FAIL]
     assert any(r.check == check and hint in r.detail for r in fails), [(r.check, r.detail) for r in fails]
+
+
+def test_layers_built_from_arrays_and_a_caching_loss_pass() -> None:
+    """Affine(W, b) gets arrays; SoftmaxWithLoss (forward(x, t), backward(dout=1)) is a loss on
+    logits; its log(p + 1e-7) is exact except for predictions this wrong: a WARN, not a FAIL."""
+    report = run_check(FIXTURES / "array_classes")
+    assert report.found == ["Affine (linear)", "SoftmaxWithLoss (loss)"]
+    bad = [(r.check, r.detail) for r in report.rows if r.status != PASS]
+    assert report.ok and len(bad) == 1 and bad[0][0] == "large logits: loss vs PyTorch", bad
+    assert "log(p + 1e-07) or a clip at 1e-07" in bad[0][1] and "bounded by -log(1e-07) = 16.1" in bad[0][1]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "check", "hint"),
+    [
+        ("dx[np.arange(n), self.t] -= 1", "dx[np.arange(n), self.t] -= 0.9\n        dx -= 0.1 / dx.shape[1]",
+         "loss grad vs PyTorch", "label smoothing 0.1"),
+        ("return dout * dx / n", "return dout * dx", "loss grad vs PyTorch", "batch size 5"),
+    ],
+)  # fmt: skip
+def test_planted_caching_loss_bugs_are_named(
+    planted: Callable[..., Path], old: str, new: str, check: str, hint: str
+) -> None:
+    rows = run_check(planted("array_classes", "layers.py", old, new), only="SoftmaxWithLoss").rows
+    hits = [r for r in rows if r.check == check]
+    assert hits and hits[0].status == FAIL and hint in hits[0].detail, [(r.check, r.detail) for r in rows]
