@@ -63,9 +63,10 @@ def test_initial_loss_verdicts() -> None:
     assert D.check_initial_loss(ln10, 10, 200).status == "PASS"
     s = D.check_initial_loss(200 * ln10, 10, 200)
     assert s.status == "FAIL" and "sums over the batch" in s.reason and "mean" in s.fix
-    assert D.check_initial_loss(2 * ln10, 10, 2).status == "WARN"  # batch 2: cannot blame the reduction
-    assert "sums" not in D.check_initial_loss(2 * ln10, 10, 2).reason
+    assert D.check_initial_loss(2.2 * ln10, 10, 2).status == "WARN"  # batch 2: cannot blame the reduction
+    assert "sums" not in D.check_initial_loss(2.2 * ln10, 10, 2).reason
     assert D.check_initial_loss(1.3 * ln10, 10, 200).status == "PASS"
+    assert D.check_initial_loss(1.8 * ln10, 10, 200).status == "PASS"  # a Kaiming-initialised last layer
     assert D.check_initial_loss(10 * ln10, 10, 200).status == "FAIL"
     assert D.check_initial_loss(0.3 * ln10, 10, 200).status == "WARN"
     assert D.check_initial_loss(math.nan, 10, 200).status == "FAIL"

@@ -49,7 +49,7 @@ from backproplab.verify.gradcheck import (
     ratio_note,
     rel_error,
 )
-from backproplab.verify.protocol import FunctionalLayer, LayerView, LossView, ModelView
+from backproplab.verify.protocol import FunctionalLayer, LayerView, LossView, ModelView, source_of
 from backproplab.verify.references import (
     reference_loss,
     resolve_linear_layout,
@@ -890,8 +890,21 @@ def model_parity_rows(model: ModelView, loss: LossView, x: np.ndarray, y: np.nda
     """Per-layer parity of the model's own passes against torch layers, then end to end."""
     rows: list[CheckRow] = []
     with model.record() as records:
-        value, _, _ = loss_and_backward(model, loss, x, y)
+        try:
+            value, _, _ = loss_and_backward(model, loss, x, y)
+        except UserCodeError as e:
+            skipped = [v.name for v, r in zip(model.layers, records, strict=True) if r.input is None]
+            if not skipped:
+                raise
+            # a backward that fails on state its forward never made: name the layers forward skipped
+            return [
+                CheckRow(model.name, "forward", FAIL,
+                         f"the model's forward never called {', '.join(skipped)}; then {str(e)[:300]}",
+                         source_of(getattr(model.obj, "forward", None)) or e.where),
+            ]  # fmt: skip
     for view, rec in zip(model.layers, records, strict=True):
+        if view.kind == "linear" and rec.input is not None:
+            resolve_linear_layout(view, rec.input, rec.output)  # before reading the gradients' layout
         if rec.input is None or rec.grad_output is None:
             rows.append(
                 CheckRow(

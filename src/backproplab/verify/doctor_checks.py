@@ -44,8 +44,12 @@ import numpy as np
 from backproplab.instrument.layer_stats import LayerStats
 
 #: Initial loss within this relative distance of ln(C) passes (a kaiming-initialised last layer gives
-#: logits of std ~1.4, a loss ~1.3 x ln(C): slightly overconfident, no reason to warn).
-INIT_LOSS_TOL = 0.5
+#: logits of std ~1.4, a loss of 1.3 to 1.8 x ln(C) depending on the draw (measured on a template
+#: MLP over four seeds: 1.33 to 1.73): slightly overconfident, no reason to warn).
+INIT_LOSS_TOL = 1.0
+#: Below ln(C), an initial loss passes within this relative distance only (a random classifier
+#: cannot do much better than uniform: far below means the loss or the labels are off).
+INIT_LOSS_LOW_TOL = 0.5
 #: An initial loss within this relative distance of B x ln(C) is attributed to sum reduction.
 SUM_RATIO_TOL = 0.25
 #: Initial loss above this many times ln(C) fails (overconfident random predictions).
@@ -111,7 +115,7 @@ def check_initial_loss(loss: float, num_classes: int, batch_size: int) -> Check:
             "use mean reduction (--loss_reduction mean)",
             values,
         )
-    if abs(ratio - 1) <= INIT_LOSS_TOL:
+    if 1 - INIT_LOSS_LOW_TOL <= ratio <= 1 + INIT_LOSS_TOL:
         return Check(
             name,
             "PASS",

@@ -387,7 +387,8 @@ def layers_of(model: Any) -> list[Any]:
     """The layer objects of a user's model, in forward order.
 
     The first list or tuple attribute whose items all have ``forward`` and ``backward`` (``layers``,
-    ``modules``, ``net``, ...); else the attributes that are layers, in assignment order. A loss
+    ``modules``, ``net``, ...), or dict whose values all do (an ``OrderedDict`` of named layers, in
+    insertion order); else the attributes that are layers, in assignment order. A loss
     (a ``backward`` that takes two arguments besides self, or a name that says so) is left out.
     """
 
@@ -404,8 +405,9 @@ def layers_of(model: Any) -> list[Any]:
 
     attrs = vars(model) if hasattr(model, "__dict__") else {}
     for value in attrs.values():
-        if isinstance(value, (list, tuple)) and value and all(is_layer(v) for v in value):
-            return [v for v in value if not is_loss(v)]
+        items = list(value.values()) if isinstance(value, Mapping) else value
+        if isinstance(items, (list, tuple)) and items and all(is_layer(v) for v in items):
+            return [v for v in items if not is_loss(v)]
     return [v for v in attrs.values() if is_layer(v) and not is_loss(v)]
 
 
@@ -579,15 +581,21 @@ class _Recording:
             fwd, bwd = obj.forward, obj.backward
 
             def forward(x: Any, *a: Any, _f: Any = fwd, _r: LayerRecord = rec, **k: Any) -> Any:
+                first = _r.input is None
+                x_in = np.array(x, dtype=np.float64) if first else None  # before a forward that writes into x
                 out = _f(x, *a, **k)
-                if _r.input is None:
-                    _r.input, _r.output = np.array(x, dtype=np.float64), np.array(out, dtype=np.float64)
+                if first:
+                    _r.input, _r.output = x_in, np.array(out, dtype=np.float64)
                 return out
 
             def backward(g: Any, *a: Any, _b: Any = bwd, _r: LayerRecord = rec, **k: Any) -> Any:
+                first = _r.grad_output is None
+                g_in = (
+                    np.array(g, dtype=np.float64) if first else None
+                )  # before a backward that writes into g
                 dx = _b(g, *a, **k)
-                if _r.grad_output is None:
-                    _r.grad_output = np.array(g, dtype=np.float64)
+                if first:
+                    _r.grad_output = g_in
                     _r.grad_input = None if dx is None else np.array(dx, dtype=np.float64)
                 return dx
 

@@ -479,3 +479,11 @@ def test_gradients_that_accumulate_need_a_zero_grad(tmp_path: Path, resettable: 
     else:
         assert rows[0].status == FAIL and "weight grad, bias grad accumulate" in rows[0].detail
         assert rows[0].where.endswith("layers.py:15")
+
+
+def test_the_report_is_reproducible_with_global_random_inits() -> None:
+    """The template draws its weights from np.random: check seeds it, so two runs give one report."""
+    first, second = run_check(FIXTURES / "template"), run_check(FIXTURES / "template")
+    assert [(r.check, r.detail) for r in first.rows] == [(r.check, r.detail) for r in second.rows]
+    other = run_check(FIXTURES / "template", seed=1)
+    assert [r.detail for r in other.rows] != [r.detail for r in first.rows]
