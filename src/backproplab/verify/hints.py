@@ -36,6 +36,8 @@ and checking that it explains the NumPy value to :data:`EXPLAIN_RTOL`:
   the one through the batch variance, or both.
 * ``conv_flipped_kernel``: a convolution's output, input gradient or weight gradient computed
   with the kernel rotated by 180 degrees.
+* ``window_stride``: a strided convolution or pooling whose windows step by 1 (the output equals
+  the stride-1 forward cut to its size).
 * ``maxpool_backward``: the max-pool input gradient sent to every position of each window, or
   spread evenly over it, instead of to the maximum only.
 
@@ -616,6 +618,27 @@ def conv_flipped_kernel(ctx: RowContext) -> str | None:
     return None
 
 
+def window_stride(ctx: RowContext) -> str | None:
+    """A strided convolution or pooling whose output i reads the window at i (stride 1) instead
+    of at i * stride: the forward with stride 1, cut to the output's size."""
+    m = ctx.module
+    if not isinstance(m, (Conv2d, MaxPool2d)) or ctx.quantity != "output" or ctx.input is None:
+        return None
+    if m.stride == (1, 1) or ctx.value.ndim != 4:
+        return None
+    unit = copy.deepcopy(m)
+    unit.stride = (1, 1)
+    with np.errstate(all="ignore"):
+        out = unit(_f64(ctx.input))
+    ho, wo = ctx.value.shape[2:]
+    if out.shape[2] < ho or out.shape[3] < wo or not explains(out[:, :, :ho, :wo], ctx.value):
+        return None
+    return (
+        f"the windows step by 1, not by the stride {m.stride[0]}: output (i, j) must read the input window "
+        "starting at (i * stride, j * stride)"
+    )
+
+
 def maxpool_backward(ctx: RowContext) -> str | None:
     """Max-pool input gradient spread over the whole window: to every position (as if each were
     the maximum) or evenly (average-pool's backward), where only the maximum gets it."""
@@ -775,6 +798,7 @@ HINTS: list[Callable[[RowContext], str | None]] = [
     softmax_backward,
     batchnorm_backward,
     conv_flipped_kernel,
+    window_stride,
     maxpool_backward,
 ]
 

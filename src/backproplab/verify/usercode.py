@@ -325,18 +325,34 @@ CS231N_LAYERS: dict[str, _F] = {
 DROPOUT_KEEP = 0.7
 
 
+#: More settings a CS231n layer is checked with: (label, its param dict, input shape). A stride
+#: of 1 and square, non-overlapping windows hide strides and windows taken from the wrong variable.
+CS231N_VARIANTS: dict[str, list[tuple[str, dict[str, Any], tuple[int, ...]]]] = {
+    "conv": [("stride 2, pad 0", {"stride": 2, "pad": 0}, (2, 3, 7, 7))],
+    "max_pool": [("3x2 windows, stride 1", {"pool_height": 3, "pool_width": 2, "stride": 1}, (2, 3, 5, 6))],
+}
+
+
 def _cs231n_found(name: str, fwd: Callable[..., Any], bwd: Callable[..., Any]) -> Found:
     kind, params, extra, shape, config = CS231N_LAYERS[name]
 
-    def factory(rng: np.random.Generator | None = None) -> LayerView:
-        r = rng or np.random.default_rng(0)
-        p = {arg: (tname, r.normal(size=s), tr) for arg, tname, s, tr in params}
-        return functional_view(fwd.__name__, kind, fwd, bwd, p, extra(), config)
+    def factory_for(label: str, args: tuple[Any, ...], cfg: dict[str, Any]) -> Callable[..., LayerView]:
+        def factory(rng: np.random.Generator | None = None) -> LayerView:
+            r = rng or np.random.default_rng(0)
+            p = {arg: (tname, r.normal(size=s), tr) for arg, tname, s, tr in params}
+            return functional_view(label, kind, fwd, bwd, p, args, cfg)
+
+        return factory
 
     def run(rng: np.random.Generator) -> list[C.CheckRow]:
+        factory = factory_for(fwd.__name__, extra(), config)
         if kind == "dropout":
             return _dropout_rows(factory, shape, rng)
-        return C.layer_rows(factory, lambda r: _input(kind, r, shape), rng)
+        rows = C.layer_rows(factory, lambda r: _input(kind, r, shape), rng)
+        for label, cfg, variant_shape in CS231N_VARIANTS.get(name, []):
+            variant = factory_for(f"{fwd.__name__} ({label})", (dict(cfg),), dict(cfg))
+            rows += C.layer_rows(variant, lambda r, s=variant_shape: _input(kind, r, s), rng)
+        return rows
 
     return Found(f"{fwd.__name__}/{bwd.__name__}", kind, run)
 
@@ -468,6 +484,9 @@ def _mlp_found(cls: type, loss_cls: type | None, label: str | None = None) -> Fo
         x = rng.normal(size=(BATCH, PARITY_INPUTS))
         y = rng.integers(0, PARITY_CLASSES, size=BATCH)
         rows += C.guarded(name, "parity", lambda: C.model_parity_rows(model, loss, x, y), source_of(cls))
+        rows += C.guarded(
+            name, "no hidden layers", lambda: _no_hidden_rows(name, make, loss, rng), source_of(cls)
+        )
         ds = load_dataset("digits")
         xd = ds.x_train.reshape(len(ds.x_train), -1).astype(np.float64) / 255.0
         xd = (xd - xd.mean(axis=0)) / (xd.std(axis=0) + 1e-8)  # (N, 64) standardised per pixel
@@ -485,6 +504,36 @@ def _mlp_found(cls: type, loss_cls: type | None, label: str | None = None) -> Fo
         return rows
 
     return Found(label or cls.__name__, "model", run)
+
+
+def _no_hidden_rows(
+    name: str, make: Callable[[int, list[int], int], ModelView], loss: LossView, rng: np.random.Generator
+) -> list[C.CheckRow]:
+    """MLP(n, [], c): the template's multinomial logistic regression, one Linear layer, must build
+    and run forward and backward to the input."""
+    call = f"{name}({PARITY_INPUTS}, [], {PARITY_CLASSES})"
+    with C.calling(call):
+        model = make(PARITY_INPUTS, [], PARITY_CLASSES)
+    problems = mlp_structure_problems(model.layers, PARITY_INPUTS, [], PARITY_CLASSES)
+    x = rng.normal(size=(BATCH, PARITY_INPUTS))
+    _, _, dx = C.loss_and_backward(model, loss, x, rng.integers(0, PARITY_CLASSES, size=BATCH))
+    if dx is None or np.shape(dx) != x.shape:
+        problems.append(
+            f"its backward returns {None if dx is None else np.shape(dx)}, expected the input's {x.shape}"
+        )
+    if problems:
+        return [
+            C.CheckRow(
+                name,
+                "no hidden layers",
+                C.FAIL,
+                f"{call}: " + "; ".join(problems),
+                source_of(type(model.obj)),
+            )
+        ]
+    return [
+        C.CheckRow(name, "no hidden layers", C.PASS, f"{call}: one Linear layer (logistic regression) runs")
+    ]
 
 
 # ---------------------------------------------------------------------------- discovery
