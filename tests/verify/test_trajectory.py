@@ -230,6 +230,33 @@ class SGDWeightDecayOnWeightsOnly(nn.optim.SGD):
                 p.data -= self.lr * g
 
 
+class SGDSignSlips(nn.optim.SGD):
+    """b = g - mu*b, or g - wd*p: a sign slip in the momentum or the decay (``which``)."""
+
+    which = "momentum"
+
+    def step(self) -> None:
+        for p, st in zip(self.params, self.state, strict=True):
+            if p.grad is None:
+                continue
+            sign = -1.0 if self.which == "decay" else 1.0
+            g = p.grad + sign * self.weight_decay * p.data
+            b = st.get("b")
+            mu = -self.momentum if self.which == "momentum" else self.momentum
+            b = st["b"] = g.copy() if b is None else mu * b + g
+            p.data -= self.lr * b
+
+
+@pytest.mark.parametrize(
+    ("which", "named"),
+    [("momentum", "momentum with the wrong sign"), ("decay", "weight decay with the wrong sign")],
+)
+def test_a_sign_slip_in_momentum_or_weight_decay_is_named(which: str, named: str) -> None:
+    cls = type("Slip", (SGDSignSlips,), {"which": which})
+    traj = planted_run(OptimizerSpec("sgd", lr=0.05, momentum=0.9, weight_decay=0.05), cls)
+    assert traj.first_divergence is not None and named in traj.hint, traj.hint
+
+
 def test_weight_decay_skipped_for_the_biases_is_named() -> None:
     traj = planted_run(OptimizerSpec("sgd", lr=0.05, weight_decay=0.05), SGDWeightDecayOnWeightsOnly)
     assert traj.first_divergence is not None

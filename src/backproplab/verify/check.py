@@ -415,7 +415,7 @@ def compare_rows(
             continue
         ctx = H.RowContext(
             view.name, q, value[q], ref[q], d, REFERENCE_RTOL,
-            module=equivalent, input=x, output=value.get("output"), grad_output=g, batch_size=len(x),
+            module=equivalent, input=x, output=value.get("output"), grad_output=g, batch_size=len(x), kind=view.kind,
         )  # fmt: skip
         hint = H.diagnose(ctx)[0]
         where = view.method_where("forward" if q == "output" else "backward")

@@ -36,6 +36,9 @@ and checking that it explains the NumPy value to :data:`EXPLAIN_RTOL`:
   the one through the batch variance, or both.
 * ``conv_flipped_kernel``: a convolution's output, input gradient or weight gradient computed
   with the kernel rotated by 180 degrees.
+* ``activation_backward``: a ReLU input gradient masked by the upstream gradient (or not at all),
+  a tanh or sigmoid derivative evaluated at the input or missing a factor.
+* ``layernorm_backward_axis``: the LayerNorm input gradient with its sums over the batch axis.
 * ``window_stride``: a strided convolution or pooling whose windows step by 1 (the output equals
   the stride-1 forward cut to its size).
 * ``maxpool_backward``: the max-pool input gradient sent to every position of each window, or
@@ -105,6 +108,8 @@ class RowContext:
     loss_agrees: bool | None = None
     #: True for a row of the composed model (the twin run from the input alone).
     end_to_end: bool = False
+    #: The layer's kind (:func:`~backproplab.verify.protocol.kind_from_name`) when known.
+    kind: str | None = None
 
 
 def _is_dropout(m: Module | None) -> bool:
@@ -618,6 +623,80 @@ def conv_flipped_kernel(ctx: RowContext) -> str | None:
     return None
 
 
+def activation_backward(ctx: RowContext) -> str | None:
+    """An element-wise activation's input gradient from the wrong quantity: a ReLU mask taken from
+    the upstream gradient, a tanh or sigmoid derivative evaluated at the input instead of through
+    the output, or a factor of it left out."""
+    if ctx.quantity != "input grad" or ctx.kind not in ("relu", "leaky_relu", "tanh", "sigmoid"):
+        return None
+    x, y, g = ctx.input, ctx.output, ctx.grad_output
+    if x is None or y is None or g is None or not (x.shape == y.shape == g.shape == ctx.value.shape):
+        return None
+    x, y, g = _f64(x), _f64(y), _f64(g)
+    candidates: list[tuple[np.ndarray, str]] = []
+    if ctx.kind in ("relu", "leaky_relu"):
+        candidates.append(
+            (
+                g * (g > 0),
+                "the mask is taken from the upstream gradient (dout > 0), not from the input (x > 0)",
+            )
+        )
+        candidates.append((g, "the mask is missing: the upstream gradient passes everywhere"))
+    elif ctx.kind == "tanh":
+        candidates.append(
+            (
+                g * (1 - x * x),
+                "the derivative is evaluated at the input, 1 - x^2, where it is 1 - tanh(x)^2 = 1 - y^2",
+            )
+        )
+        candidates.append((g * (1 - y), "1 - y where the derivative is 1 - y^2"))
+    else:
+        candidates.append(
+            (
+                g * x * (1 - x),
+                "the derivative is evaluated at the input, x (1 - x), where it is y (1 - y) with y = sigmoid(x)",
+            )
+        )
+        candidates.append((g * y, "the factor (1 - y) of the derivative y (1 - y) is missing"))
+    for cand, what in candidates:
+        if explains(cand, ctx.value):
+            return f"{ctx.kind} backward: {what}"
+    return None
+
+
+def layernorm_backward_axis(ctx: RowContext) -> str | None:
+    """LayerNorm's input gradient with its sums over the batch axis (0) instead of the features."""
+    m = ctx.module
+    if (
+        ctx.quantity != "input grad"
+        or type(m).__name__ != "LayerNorm"
+        or ctx.input is None
+        or ctx.grad_output is None
+    ):
+        return None
+    x, g = _f64(ctx.input), _f64(ctx.grad_output)
+    if x.ndim != 2 or x.shape != ctx.value.shape:
+        return None
+    eps = float(getattr(m, "eps", 1e-5))
+    gamma = _f64(m.weight.data) if getattr(m, "weight", None) is not None else 1.0
+    inv = 1.0 / np.sqrt(x.var(axis=1, keepdims=True) + eps)  # (N, 1)
+    xhat = (x - x.mean(axis=1, keepdims=True)) * inv  # (N, D)
+    gg = g * gamma
+    n, d = x.shape
+    for scale in (d, n):
+        cand = (
+            inv
+            / scale
+            * (scale * gg - gg.sum(axis=0, keepdims=True) - xhat * (gg * xhat).sum(axis=0, keepdims=True))
+        )
+        if explains(cand, ctx.value):
+            return (
+                "LayerNorm backward sums over the batch axis (axis 0): its sums run over each sample's "
+                "features (axis 1, keepdims), as the statistics in forward do"
+            )
+    return None
+
+
 def window_stride(ctx: RowContext) -> str | None:
     """A strided convolution or pooling whose output i reads the window at i (stride 1) instead
     of at i * stride: the forward with stride 1, cut to the output's size."""
@@ -798,6 +877,8 @@ HINTS: list[Callable[[RowContext], str | None]] = [
     softmax_backward,
     batchnorm_backward,
     conv_flipped_kernel,
+    activation_backward,
+    layernorm_backward_axis,
     window_stride,
     maxpool_backward,
 ]

@@ -26,11 +26,11 @@ push the parameters past the tolerance, and by then the two sides' gradients dif
 their parameters do, so only the side's own inputs isolate its update rule (a hand-written rule
 wrapped as a :class:`TrajectorySide` included). The candidates:
 
-* SGD: momentum ignored, Nesterov ignored or added, weight decay ignored or added after the
-  momentum, dampening ignored (e.g. the v = mu*v - lr*g form) or used where 1 - dampening
+* SGD: momentum ignored, Nesterov ignored or added, momentum or weight decay with the wrong sign,
+  weight decay ignored or added after the momentum, dampening ignored (e.g. the v = mu*v - lr*g form) or used where 1 - dampening
   belongs, a buffer started at zero, momentum as an exponential average;
 * Adam: no bias correction (or only one of the two), eps inside the square root or before the
-  bias correction, betas swapped, weight decay ignored or decoupled (AdamW);
+  bias correction, betas swapped, weight decay ignored, with the wrong sign or decoupled (AdamW);
 * one constant factor c on torch's update, the same at every step and for every parameter (the
   learning rate applied twice: c = lr; left out: c = 1/lr; the step taken twice: c = 2);
 * torch's rule for some parameters and one of the mistakes above for all the others (weight
@@ -113,19 +113,21 @@ def _sgd_rule(
     wd: str = "l2",
     coef: str = "torch",
     zero_init: bool = False,
+    mu_sign: float = 1.0,
 ) -> UpdateRule:
     """SGD with variants: ``wd`` "l2" (torch), "none" or "after" (added to the update after the
     momentum); ``coef`` of g in the buffer: "torch" (1 - dampening), "one" (dampening ignored),
     "dampening" (dampening where 1 - dampening belongs), "ema" (1 - momentum); ``zero_init``
-    starts the buffer at zero instead of torch's b_1 = g."""
-    mu, lr, decay = s.momentum, s.lr, s.weight_decay
+    starts the buffer at zero instead of torch's b_1 = g; ``wd`` "minus" subtracts wd * p from the
+    gradient; ``mu_sign`` -1 gives b = g - mu * b."""
+    mu, lr, decay = mu_sign * s.momentum, s.lr, s.weight_decay
     nest = s.nesterov if nesterov is None else nesterov
     c = {"torch": 1 - s.dampening, "one": 1.0, "dampening": s.dampening, "ema": 1 - mu}[coef]
     first_is_g = not zero_init and coef != "ema"
 
     def step(st: dict[str, Any], p: np.ndarray, g: np.ndarray, t: int) -> np.ndarray:
-        if wd == "l2" and decay:
-            g = g + decay * p
+        if wd in ("l2", "minus") and decay:
+            g = g + (decay if wd == "l2" else -decay) * p
         if momentum and mu:
             b = st.get("b")
             b = g.copy() if b is None and first_is_g else mu * (0.0 if b is None else b) + c * g
@@ -169,8 +171,13 @@ def _sgd_hypotheses(s: OptimizerSpec) -> list[tuple[str, UpdateRule]]:
                 ("momentum buffer started at zero, b_1 = (1-dampening)*g (torch starts it at b_1 = g)",
                  _sgd_rule(s, zero_init=True))
             )  # fmt: skip
+    if s.momentum:
+        out.append(
+            ("momentum with the wrong sign: b = g - mu*b (torch: b = mu*b + g)", _sgd_rule(s, mu_sign=-1.0))
+        )
     if s.weight_decay:
         out.append(("weight decay ignored", _sgd_rule(s, wd="none")))
+        out.append(("weight decay with the wrong sign: g - wd*p (torch: g + wd*p)", _sgd_rule(s, wd="minus")))
         if s.momentum:
             out.append(
                 ("weight decay added after momentum (to the update, not to the gradient before the buffer)",
@@ -195,8 +202,8 @@ def _adam_rule(
     lr, decay = s.lr, s.weight_decay
 
     def step(st: dict[str, Any], p: np.ndarray, g: np.ndarray, t: int) -> np.ndarray:
-        if wd == "l2" and decay:
-            g = g + decay * p
+        if wd in ("l2", "minus") and decay:
+            g = g + (decay if wd == "l2" else -decay) * p
         m = b1 * st.get("m", 0.0) + (1 - b1) * g
         v = b2 * st.get("v", 0.0) + (1 - b2) * g * g
         st["m"], st["v"] = m, v
@@ -228,6 +235,9 @@ def _adam_hypotheses(s: OptimizerSpec) -> list[tuple[str, UpdateRule]]:
         out.append(("betas swapped (beta1 for v, beta2 for m)", _adam_rule(s, swap=True)))
     if s.weight_decay:
         out.append(("weight decay ignored", _adam_rule(s, wd="none")))
+        out.append(
+            ("weight decay with the wrong sign: g - wd*p (torch: g + wd*p)", _adam_rule(s, wd="minus"))
+        )
         out.append(
             ("decoupled weight decay (AdamW: p -= lr*wd*p) where Adam adds wd*p to the gradient", _adam_rule(s, wd="decoupled"))
         )  # fmt: skip

@@ -212,6 +212,22 @@ TEMPLATE_BUGS = [
 CS231N_BUGS = [
     (
         "layers.py",
+        "return dout * (cache > 0)",
+        "return dout * (dout > 0)",
+        "relu_forward",
+        "input grad vs PyTorch",
+        "the mask is taken from the upstream gradient (dout > 0)",
+    ),
+    (
+        "layers.py",
+        "dx = (d * dxhat - dxhat.sum(axis=1, keepdims=True) - xhat * (dxhat * xhat).sum(axis=1, keepdims=True)) / (",
+        "dx = (d * dxhat - dxhat.sum(axis=0, keepdims=True) - xhat * (dxhat * xhat).sum(axis=0, keepdims=True)) / (",
+        "layernorm_forward",
+        "input grad vs PyTorch",
+        "LayerNorm backward sums over the batch axis (axis 0)",
+    ),
+    (
+        "layers.py",
         "patch = xp[:, :, i * stride : i * stride + hh, j * stride : j * stride + ww]",
         "patch = xp[:, :, i : i + hh, j : j + ww]",
         "conv_forward_naive (stride 2, pad 0)",

@@ -38,6 +38,26 @@ def test_class_layers_with_attribute_parameters_pass() -> None:
     assert {"gradient check: W", "gradient check: b", "weight grad vs PyTorch"} <= names
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "module", "hint"),
+    [
+        ("return dout * (1 - self.y**2)", "return dout * (1 - self.y)", "Tanh", "1 - y where the derivative is 1 - y^2"),
+        ("return dout * self.y * (1 - self.y)", "return dout * self.y", "Sigmoid", "the factor (1 - y)"),
+    ],
+)  # fmt: skip
+def test_activation_backward_mistakes_in_class_layers_are_named(
+    planted: Callable[..., Path], old: str, new: str, module: str, hint: str
+) -> None:
+    fails = [
+        r
+        for r in run_check(planted("classes", "my_layers.py", old, new), only=module).rows
+        if r.status == FAIL
+    ]
+    assert any(r.check == "input grad vs PyTorch" and hint in r.detail for r in fails), [
+        (r.check, r.detail) for r in fails
+    ]
+
+
 def test_transposed_weight_gradient_in_a_class_layer_is_named(planted: Callable[..., Path]) -> None:
     folder = planted("classes", "my_layers.py", "self.dW = self.x.T @ dout", "self.dW = (self.x.T @ dout).T")
     fails = [r for r in run_check(folder, only="Affine").rows if r.status == FAIL]
