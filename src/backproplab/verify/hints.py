@@ -678,7 +678,8 @@ def layernorm_backward_axis(ctx: RowContext) -> str | None:
     if x.ndim != 2 or x.shape != ctx.value.shape:
         return None
     eps = float(getattr(m, "eps", 1e-5))
-    gamma = _f64(m.weight.data) if getattr(m, "weight", None) is not None else 1.0
+    weight = getattr(m, "weight", None)
+    gamma = _f64(weight.data) if weight is not None else 1.0
     inv = 1.0 / np.sqrt(x.var(axis=1, keepdims=True) + eps)  # (N, 1)
     xhat = (x - x.mean(axis=1, keepdims=True)) * inv  # (N, D)
     gg = g * gamma

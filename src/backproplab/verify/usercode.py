@@ -351,7 +351,7 @@ def _cs231n_found(name: str, fwd: Callable[..., Any], bwd: Callable[..., Any]) -
         rows = C.layer_rows(factory, lambda r: _input(kind, r, shape), rng)
         for label, cfg, variant_shape in CS231N_VARIANTS.get(name, []):
             variant = factory_for(f"{fwd.__name__} ({label})", (dict(cfg),), dict(cfg))
-            rows += C.layer_rows(variant, lambda r, s=variant_shape: _input(kind, r, s), rng)
+            rows += C.layer_rows(variant, functools.partial(_input, kind, shape=variant_shape), rng)
         return rows
 
     return Found(f"{fwd.__name__}/{bwd.__name__}", kind, run)
