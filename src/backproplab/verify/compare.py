@@ -339,6 +339,26 @@ def _share_dropout_masks(
     return out
 
 
+def _dropout_mode_row(
+    view: LayerView, leaf: str | None, module: tnn.Module | None, rec: LayerRecord
+) -> C.CheckRow | None:
+    """A FAIL row when the NumPy layer drops units while its torch Dropout is off (evaluation mode)."""
+    if not isinstance(module, tnn.modules.dropout._DropoutNd) or is_random_dropout(module):
+        return None
+    if rec.input is None or rec.output is None or rec.output.shape != rec.input.shape:
+        return None
+    dropped = int(((rec.output == 0) & (rec.input != 0)).sum())
+    if not dropped:
+        return None
+    return C.CheckRow(
+        view.name, f"vs {leaf} ({type(module).__name__}): output vs PyTorch", C.FAIL,
+        f"the NumPy layer drops units ({dropped} of {rec.input.size} set to 0) while {leaf} is in evaluation "
+        "mode (Dropout off): switch the NumPy dropout to evaluation as well (its training flag or mode), "
+        "or the torch model to train()",
+        view.method_where("forward"),
+    )  # fmt: skip
+
+
 def working_dtype(model: ModelView, output: np.ndarray) -> str:
     """ "float32" when the NumPy model's parameters or output are float32 (or narrower), else "float64"."""
     dtypes = [np.asarray(p.value).dtype for _, p in model.named_params()] + [np.asarray(output).dtype]
@@ -456,6 +476,10 @@ def compare(
         for p in view.params:
             if p.torch_grad() is not None:
                 arrays[f"{p.torch_name} grad"] = np.array(p.torch_grad(), dtype=np.float64)
+        mode_row = _dropout_mode_row(view, leaf, modules.get(leaf) if leaf else None, rec)
+        if mode_row is not None:
+            rows.append(mode_row)
+            continue
         module = copy.deepcopy(modules[leaf]) if leaf is not None else None
         label = (
             f"vs {leaf} ({type(modules[leaf]).__name__})" if leaf is not None else "vs its PyTorch reference"

@@ -815,6 +815,9 @@ def clipped_log(ctx: RowContext) -> str | None:
     if t is None:
         return None
     pt = (_probabilities_of(o) * t).sum(axis=1)  # (N,): the target's probability
+    exact = -np.log(np.maximum(pt, np.finfo(np.float64).tiny)).mean()
+    if not explains(np.asarray(exact), ctx.reference, 1e-9):
+        return None  # the reference saw other scores: the difference comes from before the loss
     for eps in LOG_EPS_CANDIDATES:
         for cand in (-np.log(pt + eps).mean(), -np.log(np.maximum(pt, eps)).mean()):
             if explains(np.asarray(cand), ctx.value, 1e-9):
@@ -839,8 +842,8 @@ def label_smoothing(ctx: RowContext) -> str | None:
     logp = np.log(np.maximum(p, np.finfo(np.float64).tiny))
     if ctx.quantity == "loss":
         ce, uniform = float(-(t * logp).sum() / n), float(-logp.sum() / (n * c))
-        if uniform == ce:
-            return None
+        if uniform == ce or not explains(np.asarray(ce), ctx.reference, 1e-6):
+            return None  # the reference saw other scores
         a = (float(_f64(ctx.value)) - ce) / (uniform - ce)
         a_round = float(f"{a:.2g}")
         if not (0 < a < 1 and abs(a - a_round) <= 1e-6 * a):

@@ -323,6 +323,9 @@ CS231N_LAYERS: dict[str, _F] = {
 }
 #: Keep probability handed to a CS231n dropout (``dropout_param["p"]``).
 DROPOUT_KEEP = 0.7
+#: The kept fraction of the 50 x 40 units is the keep probability within this (a binomial draw's
+#: standard deviation is 0.01 there).
+DROPOUT_FRACTION_TOL = 0.05
 
 
 #: More settings a CS231n layer is checked with: (label, its param dict, input shape). A stride
@@ -383,7 +386,13 @@ def _dropout_rows(
         problems = []
         if not np.allclose(scale, scale.mean(), rtol=1e-9):
             problems.append("kept units are not all scaled by one factor")
-        elif abs(scale.mean() * frac - 1) > 0.05:
+        elif abs(frac - (1 - DROPOUT_KEEP)) < DROPOUT_FRACTION_TOL < abs(frac - DROPOUT_KEEP):
+            problems.append(
+                f"{frac:.3f} of the units are kept where p = {DROPOUT_KEEP:g} is the probability of keeping one "
+                f"(CS231n's convention): the keep test is inverted (rand > p keeps 1 - p = {1 - DROPOUT_KEEP:g}; "
+                "mask = rand < p)"
+            )
+        elif abs(scale.mean() * frac - 1) > DROPOUT_FRACTION_TOL:
             problems.append(
                 f"kept units are scaled by {scale.mean():.4g} but {frac:.3f} of them are kept: inverted dropout scales by 1/keep probability = {1 / frac:.4g} (expectation preserved)"
             )

@@ -212,6 +212,14 @@ TEMPLATE_BUGS = [
 CS231N_BUGS = [
     (
         "layers.py",
+        "mask = (np.random.rand(*x.shape) < p) / p",
+        "mask = (np.random.rand(*x.shape) > p) / p",
+        "dropout_forward",
+        "mask and scale",
+        "the keep test is inverted",
+    ),
+    (
+        "layers.py",
         "return dout * (cache > 0)",
         "return dout * (dout > 0)",
         "relu_forward",

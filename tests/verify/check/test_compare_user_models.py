@@ -129,6 +129,17 @@ def test_dropout_in_evaluation_mode_stays_off_on_both_sides(batch: tuple[np.ndar
     assert not report.notes
 
 
+def test_a_numpy_dropout_left_in_training_mode_is_named(batch: tuple[np.ndarray, np.ndarray]) -> None:
+    x, y = batch
+    model, net = dropout_models()  # the NumPy layer drops, the torch model is in eval()
+    report = compare(model, net.eval(), x, y, loss=mymlp.softmax_cross_entropy, steps=0)
+    first = report.first_divergence
+    assert first is not None and first.module == "layers[2] (Dropout)"
+    assert "while net.2 is in evaluation mode (Dropout off)" in first.detail
+    loss_row = next(r for r in report.rows if r.check == "end to end: loss")
+    assert "the output of layers[2] (Dropout) already differs" in loss_row.detail
+
+
 @pytest.mark.parametrize(
     ("bug", "check"), [({"mask_grad": False}, "input grad"), ({"scale": False}, "output")]
 )
