@@ -422,6 +422,14 @@ def compare_rows(
         rows.append(CheckRow(view.name, f"{check_prefix}{q} vs PyTorch", FAIL, hint, where))
     if summary and not rows:
         rows.append(CheckRow(view.name, f"{check_prefix}vs PyTorch", PASS, f"{', '.join(agreeing)} agree"))
+    if (
+        "output" in value
+        and "output" not in agreeing
+        and any(r.check.endswith("output vs PyTorch") for r in rows)
+    ):
+        for r in rows:  # a wrong output makes the gradients that depend on it wrong too
+            if r.status == FAIL and not r.check.endswith("output vs PyTorch"):
+                r.detail += " (the output differs too: fix the forward first)"
     return rows
 
 

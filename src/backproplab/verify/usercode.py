@@ -487,6 +487,7 @@ def _mlp_found(cls: type, loss_cls: type | None, label: str | None = None) -> Fo
             rows = [C.CheckRow(name, "layers", C.FAIL, f"{detail} (layers: {kinds})", source_of(cls))]
         else:
             rows = [C.CheckRow(name, "layers", C.PASS, f"{len(model.layers)} layers: {kinds}")]
+        rows += _initialisation_rows(name, model, source_of(cls))
         loss = loss_for(model)
         for v in model.layers:
             C.randomize(v, rng)
@@ -502,7 +503,7 @@ def _mlp_found(cls: type, loss_cls: type | None, label: str | None = None) -> Fo
         order = rng.permutation(len(xd))
         xd, yd = xd[order], ds.y_train[order]
         hidden = [32, 16]
-        rows += C.guarded(
+        training = C.guarded(
             name,
             "training",
             lambda: C.doctor_rows(
@@ -510,26 +511,49 @@ def _mlp_found(cls: type, loss_cls: type | None, label: str | None = None) -> Fo
             ),
             source_of(cls),
         )
-        return rows
+        if any(r.status == C.FAIL for r in rows):  # the advice assumes the gradients are right
+            for r in training:
+                if r.status != C.PASS:
+                    r.detail += " (rows above fail: fix those first; this advice assumes correct gradients)"
+        return rows + training
 
     return Found(label or cls.__name__, "model", run)
+
+
+def _initialisation_rows(name: str, model: ModelView, where: str) -> list[C.CheckRow]:
+    """The weights as the user's MLP initialises them: not one constant per Linear layer (all units
+    of a layer would compute the same and get the same gradient: the symmetry is never broken)."""
+    constant = []
+    for v in model.layers:
+        w = v.param("weight")
+        if v.kind == "linear" and w is not None and w.value.size > 1 and np.ptp(w.value) == 0:
+            constant.append(f"{v.name} (all {float(w.value.flat[0]):g})")
+    if constant:
+        return [C.CheckRow(name, "initialisation", C.FAIL,
+                           f"constant weights in {', '.join(constant)}: every unit of the layer computes the same "
+                           "and gets the same gradient, so they stay identical; draw them at random "
+                           "(e.g. normal with a small std, or Kaiming)", where)]  # fmt: skip
+    return [C.CheckRow(name, "initialisation", C.PASS, "random weights (no Linear layer starts constant)")]
 
 
 def _no_hidden_rows(
     name: str, make: Callable[[int, list[int], int], ModelView], loss: LossView, rng: np.random.Generator
 ) -> list[C.CheckRow]:
     """MLP(n, [], c): the template's multinomial logistic regression, one Linear layer, must build
-    and run forward and backward to the input."""
+    and run forward and backward, writing its parameters' gradients."""
     call = f"{name}({PARITY_INPUTS}, [], {PARITY_CLASSES})"
     with C.calling(call):
         model = make(PARITY_INPUTS, [], PARITY_CLASSES)
     problems = mlp_structure_problems(model.layers, PARITY_INPUTS, [], PARITY_CLASSES)
     x = rng.normal(size=(BATCH, PARITY_INPUTS))
-    _, _, dx = C.loss_and_backward(model, loss, x, rng.integers(0, PARITY_CLASSES, size=BATCH))
-    if dx is None or np.shape(dx) != x.shape:
-        problems.append(
-            f"its backward returns {None if dx is None else np.shape(dx)}, expected the input's {x.shape}"
-        )
+    C.loss_and_backward(model, loss, x, rng.integers(0, PARITY_CLASSES, size=BATCH))
+    for v in model.layers:  # the template's MLP.backward returns nothing: its gradients must be there
+        for p in v.params:
+            if p.grad is None or np.shape(p.grad) != p.value.shape:
+                got = "none" if p.grad is None else f"shape {np.shape(p.grad)}"
+                problems.append(
+                    f"after backward {v.name} has {got} for the gradient of its {p.value.shape} {p.name}"
+                )
     if problems:
         return [
             C.CheckRow(

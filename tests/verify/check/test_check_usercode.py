@@ -48,6 +48,14 @@ def test_correct_files_pass_every_check(folder: str) -> None:
 # (file, old, new, module that must FAIL, words of its check, words of the hint)
 TEMPLATE_BUGS = [
     (
+        "modules.py",
+        '"weight": np.random.normal(0.0, 1e-4, size=(out_features, in_features)),',
+        '"weight": np.zeros((out_features, in_features)),',
+        "MLP",
+        "initialisation",
+        "constant weights in layers[0] (LinearModule) (all 0)",
+    ),
+    (
         "mlp_numpy.py",
         "self.layers += [LinearModule(sizes[-1], n_classes), SoftMaxModule()]",
         "self.layers += [LinearModule(n_hidden[-1], n_classes), SoftMaxModule()]",
@@ -528,6 +536,20 @@ def test_gradients_that_accumulate_need_a_zero_grad(tmp_path: Path, resettable: 
     else:
         assert rows[0].status == FAIL and "weight grad, bias grad accumulate" in rows[0].detail
         assert rows[0].where.endswith("layers.py:15")
+
+
+def test_gradient_rows_of_a_layer_with_a_wrong_output_point_at_the_forward(
+    planted: Callable[..., Path],
+) -> None:
+    folder = planted(
+        "template",
+        "modules.py",
+        "self.out = e / e.sum(axis=1, keepdims=True)",
+        "self.out = e / e.sum(axis=0, keepdims=True)",
+    )
+    rows = {r.check: r for r in run_check(folder, only="SoftMaxModule").rows}
+    assert rows["output vs PyTorch"].status == FAIL
+    assert rows["input grad vs PyTorch"].detail.endswith("(the output differs too: fix the forward first)")
 
 
 def test_the_report_is_reproducible_with_global_random_inits() -> None:
