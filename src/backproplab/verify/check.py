@@ -403,6 +403,8 @@ def compare_rows(
     for q in ("output", "input grad", *(f"{p.torch_name} grad" for p in view.params)):
         if q not in ref or q not in value:
             continue
+        if q.endswith(" grad") and q != "input grad" and _same_up_to_unit_axes(value[q], ref[q]):
+            value[q] = value[q].reshape(ref[q].shape)  # a (1, C) bias where torch keeps (C,): broadcasting-equal
         d = tensor_diff(value[q], ref[q])
         if agrees(d):
             agreeing.append(q)
@@ -431,6 +433,11 @@ def compare_rows(
             if r.status == FAIL and not r.check.endswith("output vs PyTorch"):
                 r.detail += " (the output differs too: fix the forward first)"
     return rows
+
+
+def _same_up_to_unit_axes(a: np.ndarray, b: np.ndarray) -> bool:
+    """Shapes that differ only by axes of length 1 ((1, C) against (C,))."""
+    return a.shape != b.shape and a.size == b.size and np.squeeze(a).shape == np.squeeze(b).shape
 
 
 def _shape(x: np.ndarray) -> str:
@@ -994,6 +1001,8 @@ def model_parity_rows(model: ModelView, loss: LossView, x: np.ndarray, y: np.nda
             bad.append(f"{name}: no gradient")
             continue
         tg = tp.grad.numpy()
+        if _same_up_to_unit_axes(g, tg):
+            g = g.reshape(tg.shape)
         d = tensor_diff(g, tg)
         if not agrees(d):
             bad.append(

@@ -4,6 +4,7 @@ correct files, and each planted bug is a FAIL on the right module with the right
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -558,3 +559,23 @@ def test_the_report_is_reproducible_with_global_random_inits() -> None:
     assert [(r.check, r.detail) for r in first.rows] == [(r.check, r.detail) for r in second.rows]
     other = run_check(FIXTURES / "template", seed=1)
     assert [r.detail for r in other.rows] != [r.detail for r in first.rows]
+
+
+def test_a_row_vector_bias_is_no_false_alarm(tmp_path: Path) -> None:
+    """A (1, C) bias and its (1, C) gradient broadcast as torch's (C,): correct code, PASS."""
+    folder = tmp_path / "template"
+    shutil.copytree(FIXTURES / "template", folder)
+    p = folder / "modules.py"
+    text = p.read_text()
+    for old, new in (
+        ('"bias": np.zeros(out_features),', '"bias": np.zeros((1, out_features)),'),
+        ('"bias": np.zeros(out_features)}', '"bias": np.zeros((1, out_features))}'),
+        ('self.grads["bias"] = dout.sum(axis=0)', 'self.grads["bias"] = dout.sum(axis=0, keepdims=True)'),
+    ):
+        assert text.count(old) == 1
+        text = text.replace(old, new)
+    p.write_text(text)
+    report = run_check(folder)
+    assert report.ok and all(r.status == PASS for r in report.rows), [
+        (r.module, r.check, r.detail) for r in report.rows if r.status != PASS
+    ]
