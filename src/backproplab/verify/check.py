@@ -404,7 +404,9 @@ def compare_rows(
         if q not in ref or q not in value:
             continue
         if q.endswith(" grad") and q != "input grad" and _same_up_to_unit_axes(value[q], ref[q]):
-            value[q] = value[q].reshape(ref[q].shape)  # a (1, C) bias where torch keeps (C,): broadcasting-equal
+            value[q] = value[q].reshape(
+                ref[q].shape
+            )  # a (1, C) bias where torch keeps (C,): broadcasting-equal
         d = tensor_diff(value[q], ref[q])
         if agrees(d):
             agreeing.append(q)

@@ -15,7 +15,9 @@ first on ``sys.path``, so ``from modules import *`` works as in the assignment):
   ``F.layer_norm`` with torch's autograd;
 * CS231n's functional layers (``layers.py``): ``affine_*``, ``relu_*``, ``batchnorm_*``,
   ``spatial_batchnorm_*``, ``layernorm_*``, ``dropout_*``, ``conv_*_naive``,
-  ``max_pool_*_naive`` (a ``<name>_forward`` with its ``<name>_backward``), ``softmax_loss``;
+  ``max_pool_*_naive`` (a ``<name>_forward`` with its ``<name>_backward``, and with a
+  ``<name>_backward_alt`` when there is one; more settings in :data:`CS231N_VARIANTS`; batchnorm's
+  running statistics and test mode), ``softmax_loss``;
 * the practical's PyTorch ``ConvNet(n_channels, n_classes)`` (``convnet_pytorch.py``), layer by
   layer against the practical's PreAct ConvNet: :mod:`backproplab.verify.torch_convnet_check`;
 * the training scripts' ``accuracy(predictions, targets)``: :mod:`backproplab.verify.accuracy_check`;
@@ -336,8 +338,11 @@ CS231N_VARIANTS: dict[str, list[tuple[str, dict[str, Any], tuple[int, ...]]]] = 
 }
 
 
-def _cs231n_found(name: str, fwd: Callable[..., Any], bwd: Callable[..., Any]) -> Found:
+def _cs231n_found(name: str, fwd: Callable[..., Any], bwd: Callable[..., Any], alt: bool = False) -> Found:
+    """A CS231n forward/backward pair; ``alt``: the pair of the forward with ``<name>_backward_alt``
+    (checked on its own, its rows named after both functions)."""
     kind, params, extra, shape, config = CS231N_LAYERS[name]
+    base_label = f"{fwd.__name__} with {bwd.__name__}" if alt else fwd.__name__
 
     def factory_for(label: str, args: tuple[Any, ...], cfg: dict[str, Any]) -> Callable[..., LayerView]:
         def factory(rng: np.random.Generator | None = None) -> LayerView:
@@ -348,16 +353,81 @@ def _cs231n_found(name: str, fwd: Callable[..., Any], bwd: Callable[..., Any]) -
         return factory
 
     def run(rng: np.random.Generator) -> list[C.CheckRow]:
-        factory = factory_for(fwd.__name__, extra(), config)
+        factory = factory_for(base_label, extra(), config)
         if kind == "dropout":
             return _dropout_rows(factory, shape, rng)
         rows = C.layer_rows(factory, lambda r: _input(kind, r, shape), rng)
+        if kind == "batchnorm" and not alt:
+            rows += C.guarded(
+                fwd.__name__, "running statistics", lambda: _bn_stats_rows(fwd, shape, rng), source_of(fwd)
+            )
         for label, cfg, variant_shape in CS231N_VARIANTS.get(name, []):
-            variant = factory_for(f"{fwd.__name__} ({label})", (dict(cfg),), dict(cfg))
+            variant = factory_for(f"{base_label} ({label})", (dict(cfg),), dict(cfg))
             rows += C.layer_rows(variant, functools.partial(_input, kind, shape=variant_shape), rng)
         return rows
 
     return Found(f"{fwd.__name__}/{bwd.__name__}", kind, run)
+
+
+#: CS231n's batchnorm momentum handed to the running-statistics check (not 0.5: swapped must show).
+BN_MOMENTUM = 0.9
+
+
+def _bn_stats_rows(
+    fwd: Callable[..., Any], shape: tuple[int, ...], rng: np.random.Generator
+) -> list[C.CheckRow]:
+    """CS231n's batchnorm running statistics: one training-mode call updates
+    running = momentum * running + (1 - momentum) * batch statistic (the variance biased, or
+    unbiased as torch keeps it); a test-mode call normalises with them."""
+    name, where = fwd.__name__, source_of(fwd)
+    x = rng.normal(1.0, 2.0, size=shape)
+    c = shape[1]
+    axes = (0, *range(2, len(shape)))  # per feature (N, D) or per channel (N, C, H, W)
+    gamma, beta = rng.normal(1.0, 0.3, size=c), rng.normal(0.0, 0.3, size=c)
+    r0, v0 = rng.normal(size=c), rng.uniform(0.5, 2.0, size=c)
+    param: dict[str, Any] = {"mode": "train", "eps": 1e-5, "momentum": BN_MOMENTUM,
+                             "running_mean": r0.copy(), "running_var": v0.copy()}  # fmt: skip
+    with C.calling(f"{name}(x, gamma, beta, bn_param) in train mode"):
+        fwd(x.copy(), gamma, beta, param)
+    m, mean = BN_MOMENTUM, x.mean(axis=axes)
+    big_m = x.size // c
+    rm, rv = param.get("running_mean"), param.get("running_var")
+    if not isinstance(rm, np.ndarray) or not isinstance(rv, np.ndarray):
+        return [C.CheckRow(name, "running statistics", C.FAIL,
+                           "train mode does not store bn_param['running_mean'] and ['running_var'] (test mode needs them)", where)]  # fmt: skip
+    rm, rv = rm.reshape(-1), rv.reshape(-1)
+    var_b = x.var(axis=axes)
+    if not np.allclose(rm, m * r0 + (1 - m) * mean, rtol=1e-9, atol=1e-12):
+        why = ""
+        if np.allclose(rm, (1 - m) * r0 + m * mean, rtol=1e-9, atol=1e-12):
+            why = ": momentum and 1 - momentum swapped"
+        elif np.allclose(rm, mean, rtol=1e-9, atol=1e-12):
+            why = ": replaced by the batch mean (no average)"
+        return [C.CheckRow(name, "running statistics", C.FAIL,
+                           f"running_mean is not momentum * running_mean + (1 - momentum) * batch mean (momentum {m:g}){why}", where)]  # fmt: skip
+    biased, unbiased = m * v0 + (1 - m) * var_b, m * v0 + (1 - m) * var_b * big_m / (big_m - 1)
+    if not (np.allclose(rv, biased, rtol=1e-9) or np.allclose(rv, unbiased, rtol=1e-9)):
+        why = (
+            ": momentum and 1 - momentum swapped"
+            if np.allclose(rv, (1 - m) * v0 + m * var_b, rtol=1e-9)
+            else ""
+        )
+        return [C.CheckRow(name, "running statistics", C.FAIL,
+                           f"running_var is not momentum * running_var + (1 - momentum) * batch variance{why}", where)]  # fmt: skip
+    param["mode"] = "test"
+    with C.calling(f"{name}(x, gamma, beta, bn_param) in test mode"):
+        out = np.asarray(fwd(x.copy(), gamma, beta, param)[0])
+    shape_c = (1, c) + (1,) * (len(shape) - 2)
+    want = gamma.reshape(shape_c) * (x - rm.reshape(shape_c)) / np.sqrt(
+        rv.reshape(shape_c) + 1e-5
+    ) + beta.reshape(shape_c)
+    if out.shape != want.shape or not np.allclose(out, want, rtol=1e-7, atol=1e-9):
+        return [C.CheckRow(name, "running statistics", C.FAIL,
+                           "test mode does not normalise with the running statistics: gamma * (x - running_mean) / "
+                           "sqrt(running_var + eps) + beta", where)]  # fmt: skip
+    kind = "biased" if np.allclose(rv, biased, rtol=1e-9) else "unbiased"
+    return [C.CheckRow(name, "running statistics", C.PASS,
+                       f"running averages with momentum {m:g} ({kind} variance); test mode uses them")]  # fmt: skip
 
 
 def _dropout_rows(
@@ -656,12 +726,18 @@ def _function_found(label: str, name: str, obj: Callable[..., Any], own: dict[st
         return [
             Found(name, "loss", functools.partial(C.loss_rows, functools.partial(functional_loss_view, obj)))
         ]
-    return [
+    found = [
         _cs231n_found(base, obj, own[f"{base}_backward{suffix}"])
         for base in CS231N_LAYERS
         for suffix in ("", "_naive")
         if name == f"{base}_forward{suffix}" and f"{base}_backward{suffix}" in own
     ]
+    found += [
+        _cs231n_found(base, obj, own[f"{base}_backward_alt"], alt=True)
+        for base in CS231N_LAYERS
+        if name == f"{base}_forward" and f"{base}_backward_alt" in own
+    ]
+    return found
 
 
 def run_check(path: str | Path, seed: int = 0, only: str | None = None) -> C.CheckReport:

@@ -221,6 +221,22 @@ TEMPLATE_BUGS = [
 CS231N_BUGS = [
     (
         "layers.py",
+        'bn_param["running_mean"] = momentum * running_mean + (1 - momentum) * mu',
+        'bn_param["running_mean"] = (1 - momentum) * running_mean + momentum * mu',
+        "batchnorm_forward",
+        "running statistics",
+        "momentum and 1 - momentum swapped",
+    ),
+    (
+        "layers.py",
+        "dx = (g - g.mean(axis=0) - xhat * (g * xhat).mean(axis=0)) / np.sqrt(var + eps)",
+        "dx = (g - xhat * (g * xhat).mean(axis=0)) / np.sqrt(var + eps)",
+        "batchnorm_forward with batchnorm_backward_alt",
+        "input grad vs PyTorch",
+        "the term through the batch mean",
+    ),
+    (
+        "layers.py",
         "mask = (np.random.rand(*x.shape) < p) / p",
         "mask = (np.random.rand(*x.shape) > p) / p",
         "dropout_forward",
@@ -389,8 +405,10 @@ def _assert_planted(report_rows: list, module: str, check: str, hint: str) -> No
     assert on_module, [(r.module, r.check, r.detail) for r in fails]
     assert any(hint in r.detail for r in on_module), [r.detail for r in on_module]
     assert all(r.where and ":" in r.where for r in on_module), "a failure names the user's file and line"
-    base = module.split(" (")[0]
-    others = {r.module for r in fails if r.module.split(" (")[0] != base}  # a variant's rows are its own
+    def base(m: str) -> str:  # a variant's or an alternative backward's rows share the forward
+        return re.split(r" \(| with ", m)[0]
+
+    others = {r.module for r in fails if base(r.module) != base(module)}
     # only the module with the bug, or the model built from it, may fail
     assert others <= {"MLP"} or all(r.startswith("layers[") for r in others - {"MLP"}), others
 
