@@ -386,12 +386,17 @@ def _loss_row(
     )  # fmt: skip
     detail = H.diagnose(ctx)[0]
     upstream = next(
-        (r for r in layer_rows if r.status == C.FAIL and r.check.endswith("output vs PyTorch")), None
+        (
+            r
+            for r in layer_rows
+            if r.status == C.FAIL and (r.check.endswith("output vs PyTorch") or "never called" in r.detail)
+        ),
+        None,
     )
     if upstream is not None:
         return C.CheckRow(
             model.name, "end to end: loss", C.FAIL,
-            f"{detail}; the output of {upstream.module} already differs (above): fix that first", upstream.where,
+            f"{detail}; {upstream.module} already fails above ({upstream.check}): fix that first", upstream.where,
         )  # fmt: skip
     return C.CheckRow(model.name, "end to end: loss", C.FAIL, detail, loss.where)
 

@@ -34,6 +34,8 @@ and checking that it explains the NumPy value to :data:`EXPLAIN_RTOL`:
   only) or y * (G - sum G).
 * ``batchnorm_backward``: the BatchNorm input gradient without the term through the batch mean,
   the one through the batch variance, or both.
+* ``spatial_batchnorm_reshape``: a spatial BatchNorm through (N*H*W, C) rows made by a reshape
+  without the transpose (forward and backward, or backward only).
 * ``conv_flipped_kernel``: a convolution's output, input gradient or weight gradient computed
   with the kernel rotated by 180 degrees.
 * ``activation_backward``: a ReLU input gradient masked by the upstream gradient (or not at all),
@@ -52,7 +54,6 @@ is negative (or positive), only in some rows / columns / channels, or in k of n 
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,7 +61,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from backproplab.nn.activations import ELU
-from backproplab.nn.batchnorm import _BatchNorm
+from backproplab.nn.batchnorm import BatchNorm2d, _BatchNorm
 from backproplab.nn.conv import Conv2d
 from backproplab.nn.dropout import Dropout
 from backproplab.nn.module import Module
@@ -586,6 +587,89 @@ def batchnorm_backward(ctx: RowContext) -> str | None:
     return None
 
 
+def _reference_batchnorm2d(m: _BatchNorm) -> BatchNorm2d:
+    """A correct float64 BatchNorm2d (training mode) with ``m``'s settings and affine parameters:
+    the hypotheses must not run the module under test, which may be the buggy one."""
+    bn = BatchNorm2d(m.num_features, eps=m.eps, affine=m.weight is not None, dtype=np.float64)
+    if m.weight is not None and bn.weight is not None and m.bias is not None and bn.bias is not None:
+        bn.weight.data = _f64(m.weight.data).copy()
+        bn.bias.data = _f64(m.bias.data).copy()
+    return bn
+
+
+def _reference_conv(
+    m: Conv2d, weight: np.ndarray | None = None, stride: tuple[int, int] | None = None
+) -> Conv2d:
+    """A correct float64 im2col Conv2d with ``m``'s settings and parameters (``weight`` and
+    ``stride`` replaced when given)."""
+    w = _f64(m.weight.data) if weight is None else weight
+    f, c, kh, kw = w.shape
+    conv = Conv2d(c, f, (kh, kw), stride or m.stride, m.padding, bias=m.bias is not None, dtype=np.float64,
+                  algorithm="im2col", rng=np.random.default_rng(0))  # fmt: skip
+    conv.weight.data = np.ascontiguousarray(w)
+    if m.bias is not None and conv.bias is not None:
+        conv.bias.data = _f64(m.bias.data).copy()
+    return conv
+
+
+def _misread_channels_last(a: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) whose memory is read as rows of C values (``reshape(-1, C)`` without the
+    transpose), returned in the (N, C, H, W) layout: the values each channel then gets."""
+    n, c, h, w = a.shape
+    return a.reshape(-1, c).reshape(n, h, w, c).transpose(0, 3, 1, 2)
+
+
+def _miswritten_channels_last(b: np.ndarray) -> np.ndarray:
+    """The inverse mistake: rows of C values (here in the (N, C, H, W) layout) written back with a
+    plain ``reshape(N, C, H, W)``."""
+    n, c, h, w = b.shape
+    return b.transpose(0, 2, 3, 1).reshape(-1, c).reshape(n, c, h, w)
+
+
+def spatial_batchnorm_reshape(ctx: RowContext) -> str | None:
+    """Spatial BatchNorm through (N*H*W, C) rows made by a reshape without the transpose, in
+    forward and backward, or in backward only (the upstream gradient and the result)."""
+    m = ctx.module
+    x, g = ctx.input, ctx.grad_output
+    if (
+        not _is_batchnorm(m)
+        or x is None
+        or x.ndim != 4
+        or ctx.quantity not in ("output", "input grad", "weight grad", "bias grad")
+    ):
+        return None
+    v = _f64(ctx.value)
+    # a gradient is first explained by backward alone (forward's own row says when forward is wrong
+    # too); the result may be written back right or with the same plain reshape
+    cases = (
+        [(True, True, "forward and backward")]
+        if ctx.quantity == "output"
+        else [(False, True, "backward"), (False, False, "backward"), (True, True, "forward and backward")]
+    )
+    for misread_x, miswrite, where in cases:
+        bn = _reference_batchnorm2d(m)
+        out = bn(_misread_channels_last(_f64(x)) if misread_x else _f64(x))
+        if ctx.quantity == "output":
+            cand = _miswritten_channels_last(out)
+        else:
+            if g is None or g.shape != x.shape:
+                return None
+            dx = bn.backward(_misread_channels_last(_f64(g)))
+            grads = {"input grad": _miswritten_channels_last(dx) if miswrite else dx}
+            for name in ("weight", "bias"):
+                p = getattr(bn, name, None)
+                if p is not None and p.grad is not None:
+                    grads[f"{name} grad"] = p.grad
+            cand = grads.get(ctx.quantity)
+        if cand is not None and cand.shape == v.shape and explains(cand, v):
+            return (
+                f"a reshape without its transpose in {where}: (N, C, H, W) -> (N*H*W, C) rows is "
+                "x.transpose(0, 2, 3, 1).reshape(-1, C), and back .reshape(N, H, W, C).transpose(0, 3, 1, 2); "
+                "a plain reshape mixes the channels"
+            )
+    return None
+
+
 def conv_flipped_kernel(ctx: RowContext) -> str | None:
     """A convolution computed with the kernel rotated by 180 degrees: a true convolution in forward
     (torch's Conv2d cross-correlates), a missing or extra rotation in the input gradient, or a
@@ -601,8 +685,7 @@ def conv_flipped_kernel(ctx: RowContext) -> str | None:
         return None
     if ctx.quantity not in ("output", "input grad"):
         return None
-    flipped = copy.deepcopy(m)
-    flipped.weight.data = np.ascontiguousarray(_f64(m.weight.data)[..., ::-1, ::-1])
+    flipped = _reference_conv(m, weight=_f64(m.weight.data)[..., ::-1, ::-1])
     with np.errstate(all="ignore"):
         out = flipped(_f64(ctx.input))
         if ctx.quantity == "output":
@@ -706,8 +789,9 @@ def window_stride(ctx: RowContext) -> str | None:
         return None
     if m.stride == (1, 1) or ctx.value.ndim != 4:
         return None
-    unit = copy.deepcopy(m)
-    unit.stride = (1, 1)
+    unit = (
+        _reference_conv(m, stride=(1, 1)) if isinstance(m, Conv2d) else MaxPool2d(m.kernel_size, 1, m.padding)
+    )
     with np.errstate(all="ignore"):
         out = unit(_f64(ctx.input))
     ho, wo = ctx.value.shape[2:]
@@ -880,6 +964,7 @@ HINTS: list[Callable[[RowContext], str | None]] = [
     softmax_axis,
     softmax_backward,
     batchnorm_backward,
+    spatial_batchnorm_reshape,
     conv_flipped_kernel,
     activation_backward,
     layernorm_backward_axis,
@@ -992,7 +1077,15 @@ def describe(ctx: RowContext) -> str:
 
 def diagnose(ctx: RowContext) -> list[str]:
     """The hints that explain the row, most specific first; a generic description if none does."""
-    found = [h for h in (hint(ctx) for hint in HINTS) if h]
+    found = []
+    for hint in HINTS:
+        try:
+            with np.errstate(all="ignore"):
+                text = hint(ctx)
+        except Exception:  # a hypothesis that cannot be computed on these arrays does not apply
+            continue
+        if text:
+            found.append(text)
     return found or [describe(ctx)]
 
 

@@ -221,6 +221,14 @@ TEMPLATE_BUGS = [
 CS231N_BUGS = [
     (
         "layers.py",
+        "    rows = dout.transpose(0, 2, 3, 1).reshape(-1, c)\n    m = rows.shape[0]",
+        "    rows = dout.reshape(-1, c)\n    m = rows.shape[0]",
+        "spatial_batchnorm_forward",
+        "input grad vs PyTorch",
+        "a reshape without its transpose in backward",
+    ),
+    (
+        "layers.py",
         'bn_param["running_mean"] = momentum * running_mean + (1 - momentum) * mu',
         'bn_param["running_mean"] = (1 - momentum) * running_mean + momentum * mu',
         "batchnorm_forward",
@@ -405,6 +413,7 @@ def _assert_planted(report_rows: list, module: str, check: str, hint: str) -> No
     assert on_module, [(r.module, r.check, r.detail) for r in fails]
     assert any(hint in r.detail for r in on_module), [r.detail for r in on_module]
     assert all(r.where and ":" in r.where for r in on_module), "a failure names the user's file and line"
+
     def base(m: str) -> str:  # a variant's or an alternative backward's rows share the forward
         return re.split(r" \(| with ", m)[0]
 
@@ -432,7 +441,8 @@ def test_template_planted_bug_is_named(
 def test_cs231n_planted_bug_is_named(
     planted: Callable[..., Path], file: str, old: str, new: str, module: str, check: str, hint: str
 ) -> None:
-    report = run_check(planted("cs231n", file, old, new), only=module.split("_forward")[0])
+    only = module.split("_forward")[0]
+    report = run_check(planted("cs231n", file, old, new), only=only)
     _assert_planted(report.rows, module, check, hint)
 
 
