@@ -646,9 +646,11 @@ def spatial_batchnorm_reshape(ctx: RowContext) -> str | None:
         if ctx.quantity == "output"
         else [(False, True, "backward"), (False, False, "backward"), (True, True, "forward and backward")]
     )
+    assert isinstance(m, _BatchNorm)
     for misread_x, miswrite, where in cases:
         bn = _reference_batchnorm2d(m)
         out = bn(_misread_channels_last(_f64(x)) if misread_x else _f64(x))
+        cand: np.ndarray | None
         if ctx.quantity == "output":
             cand = _miswritten_channels_last(out)
         else:
