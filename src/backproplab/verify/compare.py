@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -207,7 +207,8 @@ def as_loss_view(loss: Any, numpy_model: ModelView) -> LossView:
 
     A loss object whose ``backward`` takes two arguments is the template's ``forward(x, y)`` /
     ``backward(x, y)`` (one-hot targets); one whose ``backward`` takes none or one uses what its
-    ``forward(scores, y)`` cached (index targets). :func:`fit_targets` corrects the target format.
+    ``forward(scores, y)`` cached (index targets). :func:`~backproplab.verify.check.loss_convention`
+    then finds the target format its code takes.
     """
     if isinstance(loss, LossView):
         return loss
@@ -222,24 +223,6 @@ def as_loss_view(loss: Any, numpy_model: ModelView) -> LossView:
     if callable(loss):
         return functional_loss_view(loss, on)
     raise ShapeError(f"compare: loss must be a loss object or function, got {type(loss).__name__}")
-
-
-def fit_targets(loss: LossView, scores: np.ndarray, y: np.ndarray) -> LossView:
-    """``loss`` with the target format its code runs on: its own ("index" labels or "onehot"
-    rows), or the other one when its own raises and the other does not (the user's error is
-    raised when neither runs)."""
-    other = replace(loss, targets="onehot" if loss.targets == "index" else "index")
-    try:
-        with C.calling(f"{loss.name}.forward/backward"):
-            loss.value_and_grad(scores, y)
-        return loss
-    except C.UserCodeError as own:
-        try:
-            with np.errstate(all="ignore"):
-                other.value_and_grad(scores, y)
-        except Exception:
-            raise own from own.exc
-        return other
 
 
 def _default_torch_loss(
@@ -448,7 +431,9 @@ def compare(
         )
     with C.calling(f"{npm.name}.forward"):
         scores = npm.forward(x)
-    loss_view = fit_targets(as_loss_view(loss, npm), scores, y)
+    loss_view = C.loss_convention(
+        as_loss_view(loss, npm), np.random.default_rng(seed)
+    )  # index or one-hot targets
     dtype = working_dtype(npm, scores)
     twin = copy.deepcopy(torch_model).double()  # in the mode the user left it (eval: Dropout off)
     leaves = torch_leaves(twin, x)
