@@ -404,9 +404,8 @@ def compare_rows(
         if q not in ref or q not in value:
             continue
         if q.endswith(" grad") and q != "input grad" and _same_up_to_unit_axes(value[q], ref[q]):
-            value[q] = value[q].reshape(
-                ref[q].shape
-            )  # a (1, C) bias where torch keeps (C,): broadcasting-equal
+            # a (1, C) bias gradient where torch keeps (C,): equal under broadcasting
+            value[q] = value[q].reshape(ref[q].shape)
         d = tensor_diff(value[q], ref[q])
         if agrees(d):
             agreeing.append(q)
@@ -679,9 +678,8 @@ CONVENTION_RTOL = 1e-4
 def loss_convention(view: LossView, rng: np.random.Generator, n: int = 5, c: int = 4) -> LossView:
     """``view`` with the scores ("logits" or "probabilities") and targets ("index" or "onehot") its
     code takes: the first combination (its own scores first, one-hot targets first) whose value
-    equals PyTorch's cross-entropy
-    (to CONVENTION_RTOL); else the first that runs (a buggy loss keeps the convention its code runs
-    with); else ``view`` itself (its rows then show the error)."""
+    equals PyTorch's cross-entropy (to CONVENTION_RTOL); else the first that runs (a buggy loss
+    keeps the convention its code runs with); else ``view`` itself (its rows then show the error)."""
     z = rng.normal(size=(n, c))
     y = rng.integers(0, c, size=n)
     runs: LossView | None = None
