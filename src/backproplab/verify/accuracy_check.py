@@ -26,12 +26,17 @@ BATCHES = ((8, 5), (20, 10))
 
 
 def _call(fn: Callable[..., Any], scores: np.ndarray, targets: np.ndarray) -> float:
+    """``fn`` on NumPy arrays, or on tensors when it only runs on those (``.float()``, ``torch.argmax``);
+    the NumPy call's error when neither runs."""
     try:
         result = fn(scores, targets)
-    except TypeError:  # a function written for tensors only
-        import torch
+    except Exception as numpy_error:
+        try:
+            import torch
 
-        result = fn(torch.tensor(scores), torch.tensor(targets))
+            result = fn(torch.tensor(scores), torch.tensor(targets))
+        except Exception:
+            raise numpy_error from None
     return float(np.asarray(getattr(result, "item", lambda: result)()))
 
 

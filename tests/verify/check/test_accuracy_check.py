@@ -21,6 +21,12 @@ def test_a_correct_accuracy_passes() -> None:
     assert "one-hot targets" in report.rows[0].detail
 
 
+def test_a_tensor_only_accuracy_passes(planted: Callable[..., Path]) -> None:
+    tensor = "return (predictions.argmax(1) == targets.argmax(1)).float().mean()"  # .float(): tensors only
+    row = run_check(planted("train_script", "train_mlp_numpy.py", CORRECT, tensor)).rows[0]
+    assert row.status == PASS, row.detail
+
+
 def test_index_targets_are_the_other_convention(planted: Callable[..., Path]) -> None:
     index = "return np.mean(np.argmax(predictions, axis=1) == targets)"
     row = run_check(planted("train_script", "train_mlp_numpy.py", CORRECT, index)).rows[0]
