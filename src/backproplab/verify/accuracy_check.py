@@ -11,6 +11,7 @@ element by element.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -25,22 +26,46 @@ ACCURACY_ATOL = 1e-6
 BATCHES = ((8, 5), (20, 10))
 
 
-def _call(fn: Callable[..., Any], scores: np.ndarray, targets: np.ndarray) -> float:
-    """``fn`` on NumPy arrays, or on tensors when it only runs on those (``.float()``, ``torch.argmax``);
-    the NumPy call's error when neither runs."""
+def _call(fn: Callable[..., Any], scores: np.ndarray, targets: np.ndarray, want: float) -> float:
+    """``fn`` on NumPy arrays, and on tensors when it raises on arrays or gives a wrong value there
+    (``predictions.max(1)[1]`` is the arg-max of a tensor, the maximum of an array); the tensor
+    value when that one is right, else the NumPy value (or the NumPy call's error)."""
     try:
-        result = fn(scores, targets)
+        value = _scalar(fn(scores, targets))
     except Exception as numpy_error:
         try:
-            import torch
-
-            result = fn(torch.tensor(scores), torch.tensor(targets))
+            return _scalar(fn(*_tensors(scores, targets)))
         except Exception:
             raise numpy_error from None
+    if abs(value - want) <= ACCURACY_ATOL:
+        return value
+    try:
+        on_tensors = _scalar(fn(*_tensors(scores, targets)))
+    except Exception:  # it ran on arrays: its array value is the one to judge
+        return value
+    return on_tensors if abs(on_tensors - want) <= ACCURACY_ATOL else value
+
+
+def _source(fn: Callable[..., Any]) -> str:
+    try:
+        return inspect.getsource(fn)
+    except (OSError, TypeError):
+        return ""
+
+
+def _tensors(*arrays: np.ndarray) -> list[Any]:
+    import torch
+
+    return [torch.tensor(a) for a in arrays]
+
+
+def _scalar(result: Any) -> float:
     return float(np.asarray(getattr(result, "item", lambda: result)()))
 
 
-def _mistake(value: float, scores: np.ndarray, labels: np.ndarray, onehot: np.ndarray) -> str | None:
+def _mistake(
+    value: float, scores: np.ndarray, labels: np.ndarray, onehot: np.ndarray, integer_division: bool
+) -> str | None:
     n = len(labels)
     correct = float((scores.argmax(axis=1) == labels).sum())
     candidates = {
@@ -53,6 +78,10 @@ def _mistake(value: float, scores: np.ndarray, labels: np.ndarray, onehot: np.nd
             np.mean(scores.argmax(axis=1)[:, None] == onehot)
         ),
     }
+    if integer_division:  # only then: 0 is what many mistakes give
+        candidates[f"an integer division (correct // N = {int(correct) // n}): use /"] = float(
+            int(correct) // n
+        )
     return next((what for what, v in candidates.items() if abs(value - v) <= ACCURACY_ATOL), None)
 
 
@@ -72,16 +101,16 @@ def rows(fn: Callable[..., Any], rng: np.random.Generator, label: str = "accurac
         try:
             with C.calling(f"{label}(predictions, targets)"):
                 try:
-                    value = _call(fn, scores, onehot if form == "one-hot" else labels)
+                    value = _call(fn, scores, onehot if form == "one-hot" else labels, want)
                 except Exception:
                     if form != "one-hot":
                         raise
                     form = "index"
-                    value = _call(fn, scores, labels)
+                    value = _call(fn, scores, labels, want)
         except C.UserCodeError as e:
             return [C.CheckRow(label, "accuracy", C.FAIL, str(e)[:600], e.where or where)]
         if not abs(value - want) <= ACCURACY_ATOL:
-            why = _mistake(value, scores, labels, onehot)
+            why = _mistake(value, scores, labels, onehot, "//" in _source(fn))
             detail = f"{value:.6g} where {want:g} of the {n} rows have the target's class as their arg-max"
             return [C.CheckRow(label, "accuracy", C.FAIL, detail + (f": {why}" if why else ""), where)]
     return [

@@ -19,12 +19,13 @@ class LeafCall:
     output: torch.Tensor | None = None
 
 
-def leaf_calls(
+def forward_calls(
     model: tnn.Module, x: torch.Tensor, *, record: bool = False, grad: bool = False
-) -> list[LeafCall]:
+) -> tuple[list[LeafCall], object]:
     """Every leaf-module call of ``model(x)``, repeats included (one activation module applied after
-    each layer is one module called several times). ``record`` keeps inputs and outputs; ``grad``
-    runs the forward with autograd on (the caller's backward then follows)."""
+    each layer is one module called several times), and the model's output of that same pass (a
+    Dropout draws its mask once). ``record`` keeps inputs and outputs; ``grad`` runs the forward
+    with autograd on (the caller's backward then follows)."""
     leaves = {n: m for n, m in model.named_modules() if next(m.children(), None) is None}
     calls: list[LeafCall] = []
 
@@ -42,8 +43,15 @@ def leaf_calls(
     hooks = [m.register_forward_hook(lambda mod, a, o, n=n: hook(mod, a, o, n)) for n, m in leaves.items()]
     try:
         with torch.set_grad_enabled(grad):
-            model(x)
+            output = model(x)
     finally:
         for h in hooks:
             h.remove()
-    return calls
+    return calls, output
+
+
+def leaf_calls(
+    model: tnn.Module, x: torch.Tensor, *, record: bool = False, grad: bool = False
+) -> list[LeafCall]:
+    """The calls of :func:`forward_calls`, without the output."""
+    return forward_calls(model, x, record=record, grad=grad)[0]

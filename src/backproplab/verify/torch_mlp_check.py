@@ -5,11 +5,12 @@
   sum over the Linear layers of (in + 1) * out. Layers kept in a plain Python list or dict are
   not registered: the optimizer never sees them (``nn.ModuleList`` / ``nn.Sequential`` are);
 * **layers**: the leaf modules in the order forward calls them (a module called twice counted
-  twice), against the architecture
-  (:func:`~backproplab.verify.mlp_structure.mlp_structure_problems`), and no softmax at the end:
-  ``nn.CrossEntropyLoss`` takes logits and applies log-softmax itself. Activations called as
-  functions (``F.elu``) are not modules; without any activation module the layer order is only
-  checked for its Linear layers, and the next row tests the non-linearity numerically;
+  twice): the Linear layers' count and widths against the architecture
+  (:func:`~backproplab.verify.mlp_structure.mlp_structure_problems`); between two Linear calls the
+  tensor must change (an activation, a module or a function such as ``F.elu``: the recorded
+  output of one and input of the next are compared); the model's output must be the last Linear
+  layer's (or its log-softmax), since ``nn.CrossEntropyLoss`` takes the scores and applies
+  log-softmax itself: a Softmax layer, an activation or a dropout after it is named;
 * **output**: ``(N, n_classes)`` scores that are not probabilities (a softmax in forward, as a
   module or a function, is softmax applied twice with ``nn.CrossEntropyLoss``), and a model that
   is not an affine map when it has hidden layers: f(x) - f(0) != (f(2x) - f(0)) / 2;
@@ -35,7 +36,7 @@ from backproplab.verify import check as C
 from backproplab.verify.hints import is_probability_rows
 from backproplab.verify.mlp_structure import mlp_structure_problems
 from backproplab.verify.protocol import ACTIVATION_KINDS, LayerView, ParamRef, kind_from_name, source_of
-from backproplab.verify.torch_calls import leaf_calls
+from backproplab.verify.torch_calls import forward_calls
 
 #: The MLP the structure rows build: MLP(N_INPUTS, HIDDEN, N_CLASSES), on a batch of BATCH.
 N_INPUTS, HIDDEN, N_CLASSES, BATCH = 6, [5, 4], 3, 8
@@ -45,8 +46,9 @@ INITIAL_LOSS_FACTOR = 3.0
 #: loss to at most this fraction of the initial loss.
 TRAINED_LOSS_FRACTION = 0.5
 TRAIN_STEPS, TRAIN_LR, TRAIN_SAMPLES, TRAIN_HIDDEN = 100, 1e-2, 512, [32, 16]
-#: f(x) - f(0) and (f(2x) - f(0)) / 2 closer than this (relative) make the model an affine map.
-AFFINE_RTOL = 1e-6
+#: f(x) - f(0) and (f(2x) - f(0)) / 2 closer than this (relative) make the model an affine map
+#: (float32 rounding is about 1e-7; an ELU between the layers makes them differ by order 1).
+AFFINE_RTOL = 1e-5
 
 
 def _leaf_views(leaves: list[tuple[str, tnn.Module]]) -> list[LayerView]:
@@ -65,6 +67,8 @@ def _unregistered(model: tnn.Module) -> list[str]:
     """Attributes that hold modules in a plain list, tuple or dict (invisible to parameters())."""
     out = []
     for attr, value in vars(model).items():
+        if attr.startswith("_"):
+            continue  # torch's own registries (_modules, _parameters)
         items = (
             value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()
         )
@@ -80,11 +84,12 @@ def _expected_parameters(sizes: list[int]) -> int:
 def rows(cls: type, rng: np.random.Generator, label: str | None = None) -> list[C.CheckRow]:
     """Every row of the module docstring for the user's PyTorch MLP class ``cls``."""
     name, where = label or cls.__name__, source_of(cls)
+    at_forward = source_of(getattr(cls, "forward", None)) or where
     torch.manual_seed(int(rng.integers(2**31)))
     call = f"{cls.__name__}({N_INPUTS}, {HIDDEN}, {N_CLASSES})"
     try:
         with C.calling(call):
-            model = cls(N_INPUTS, list(HIDDEN), N_CLASSES).double()
+            model = cls(N_INPUTS, list(HIDDEN), N_CLASSES)  # its own dtype: forward may cast x.float()
     except C.UserCodeError as e:
         return [C.CheckRow(name, "construct", C.FAIL, str(e), e.where or where)]
     out: list[C.CheckRow] = []
@@ -114,29 +119,68 @@ def rows(cls: type, rng: np.random.Generator, label: str | None = None) -> list[
             )
         )
 
-    x = torch.tensor(rng.normal(size=(BATCH, N_INPUTS)))
+    dtype = next((p.dtype for p in model.parameters()), torch.float32)
+    x = torch.tensor(rng.normal(size=(BATCH, N_INPUTS)), dtype=dtype)
     y = torch.tensor(rng.integers(0, N_CLASSES, size=BATCH))
-    out += C.guarded(name, "layers", lambda: _layer_rows(name, model, x, call, where), where)
-    out += C.guarded(name, "output", lambda: _output_rows(name, model, x, call, where), where)
-    out += C.guarded(name, "gradients", lambda: _gradient_rows(name, model, x, y, where), where)
-    out += C.guarded(name, "training", lambda: _training_rows(name, cls, rng, where), where)
+    out += C.guarded(name, "layers", lambda: _layer_rows(name, model, x, call, at_forward), at_forward)
+    out += C.guarded(name, "output", lambda: _output_rows(name, model, x, call, at_forward), at_forward)
+    out += C.guarded(name, "gradients", lambda: _gradient_rows(name, model, x, y, at_forward), at_forward)
+    out += C.guarded(name, "training", lambda: _training_rows(name, cls, rng, at_forward), at_forward)
     return out
 
 
 def _layer_rows(name: str, model: tnn.Module, x: torch.Tensor, call: str, where: str) -> list[C.CheckRow]:
     with C.calling(f"{name}.forward"):
-        calls = [(c.name, c.module) for c in leaf_calls(model, x)]
-    views = _leaf_views(calls)
-    problems = mlp_structure_problems(views, N_INPUTS, HIDDEN, N_CLASSES)
-    if not any(v.kind in ACTIVATION_KINDS for v in views):  # activations as functions: see "output"
-        problems = [p for p in problems if not p.startswith("no activation between")]
-    problems = [p for p in problems if not p.startswith("softmax as")]
-    softmax = [v.name for v in views if v.kind == "softmax"]
+        calls, final = forward_calls(model, x, record=True)
+    views = _leaf_views([(c.name, c.module) for c in calls])
+    # the Linear count and widths from the modules; what lies between them from the recorded tensors
+    # (an activation called as a function, F.elu, is no module but does change the tensor)
+    problems = [
+        p
+        for p in mlp_structure_problems(views, N_INPUTS, HIDDEN, N_CLASSES)
+        if not p.startswith(("no activation between", "an activation (", "softmax as"))
+    ]
+    linear = [c for c in calls if isinstance(c.module, tnn.Linear)]
+    for a, b in itertools.pairwise(linear):
+        if (
+            a.output is not None
+            and b.input is not None
+            and a.output.shape == b.input.shape
+            and torch.equal(a.output, b.input)
+        ):
+            problems.append(
+                f"nothing between {a.name} and {b.name}: the second Linear gets the first one's output unchanged "
+                "(no activation), and two linear maps in a row are one linear map"
+            )
+    softmax = [
+        v.name
+        for v, c in zip(views, calls, strict=True)
+        if v.kind == "softmax" and not isinstance(c.module, tnn.LogSoftmax)
+    ]
     if softmax:
         problems.append(
             f"softmax as {', '.join(softmax)}: nn.CrossEntropyLoss takes the scores (logits) and applies "
             "log-softmax itself, so a Softmax layer applies it twice"
         )
+    if linear and linear[-1].output is not None and isinstance(final, torch.Tensor):
+        k = max(i for i, c in enumerate(calls) if isinstance(c.module, tnn.Linear))  # the last Linear call
+        after = [v for v in views[k + 1 :] if v.kind != "softmax"]  # a Softmax has its own problem above
+        last, final = linear[-1].output, final.detach()
+        # an activation or dropout module after it counts even where it changes nothing on this batch
+        # (a ReLU on scores that happen to be positive); a function shows in the output; a final
+        # LogSoftmax changes nothing for nn.CrossEntropyLoss
+        changed = (
+            final.shape == last.shape
+            and not torch.allclose(final, last)
+            and not torch.allclose(final, torch.log_softmax(last, 1), atol=1e-6)
+        )
+        if changed or any(v.kind in (*ACTIVATION_KINDS, "dropout") for v in after):
+            names = list(dict.fromkeys(v.name.split(" (")[0] for v in after))
+            problems.append(
+                f"the output is not the last Linear layer's ({linear[-1].name}): something is applied after it"
+                + (f" ({', '.join(names)})" if names else " (a function in forward)")
+                + "; the class scores go straight to nn.CrossEntropyLoss"
+            )
     listed = ", ".join(v.name for v in views) or "none"
     if problems:
         return [
@@ -216,8 +260,9 @@ def _training_rows(name: str, cls: type, rng: np.random.Generator, where: str) -
     x, y = torch.tensor(xd), torch.tensor(ds.y_train[order].astype(np.int64))
     classes = len(ds.classes)
     with C.calling(f"{cls.__name__}({x.shape[1]}, {TRAIN_HIDDEN}, {classes})"):
-        model: Any = cls(x.shape[1], list(TRAIN_HIDDEN), classes).double()
+        model: Any = cls(x.shape[1], list(TRAIN_HIDDEN), classes)
     params = list(model.parameters())
+    x = x.to(params[0].dtype) if params else x
     if not params:
         return [
             C.CheckRow(name, "training", C.FAIL, "no parameters to train (see the parameters row)", where)

@@ -27,6 +27,13 @@ def test_a_tensor_only_accuracy_passes(planted: Callable[..., Path]) -> None:
     assert row.status == PASS, row.detail
 
 
+def test_a_tensor_accuracy_that_runs_wrong_on_arrays_passes(planted: Callable[..., Path]) -> None:
+    """predictions.max(1)[1] is the arg-max of a tensor but a row's maximum of an array."""
+    tensor = "return (predictions.max(1)[1] == targets.argmax(1)).sum().item() / len(targets)"
+    row = run_check(planted("train_script", "train_mlp_numpy.py", CORRECT, tensor)).rows[0]
+    assert row.status == PASS, row.detail
+
+
 def test_index_targets_are_the_other_convention(planted: Callable[..., Path]) -> None:
     index = "return np.mean(np.argmax(predictions, axis=1) == targets)"
     row = run_check(planted("train_script", "train_mlp_numpy.py", CORRECT, index)).rows[0]
@@ -40,6 +47,7 @@ def test_index_targets_are_the_other_convention(planted: Callable[..., Path]) ->
         ("return 100 * np.mean(np.argmax(predictions, axis=1) == np.argmax(targets, axis=1))", "a percentage"),
         ("return np.mean(np.argmax(predictions, axis=0) == np.argmax(targets, axis=0))", "over the batch axis"),
         ("return np.mean(np.argmin(predictions, axis=1) == np.argmax(targets, axis=1))", "where 0.375 of the 8 rows"),
+        ("return np.sum(np.argmax(predictions, axis=1) == np.argmax(targets, axis=1)) // len(targets)", "an integer division"),
     ],
 )  # fmt: skip
 def test_accuracy_mistakes_are_named(planted: Callable[..., Path], new: str, hint: str) -> None:

@@ -25,7 +25,14 @@ BUGS = [
      "output", FAIL, "softmax is applied twice"),
     (LOOP, "x = linear(x)", "output", FAIL, "the model is an affine map"),
     ("return self.linears[-1](x)", "return self.act(self.linears[-1](x))",
-     "layers", FAIL, "an activation (act (ELU)) after the last Linear layer"),
+     "layers", FAIL, "the output is not the last Linear layer's (linears.2): something is applied after it (act)"),
+    ("return self.linears[-1](x)", "return F.elu(self.linears[-1](x))",
+     "layers", FAIL, "something is applied after it (a function in forward)"),
+    ("        for linear in self.linears[:-1]:\n            x = self.act(linear(x))",
+     "        x = F.elu(self.linears[0](x))\n        x = self.linears[1](x)",
+     "layers", FAIL, "nothing between linears.1 and linears.2"),
+    ("return self.linears[-1](x)", "return F.dropout(self.linears[-1](x), 0.5, self.training)",
+     "layers", FAIL, "something is applied after it"),
     (LOOP, "x = self.act(linear(x)).detach()", "gradients", FAIL,
      "no gradient for linears.0.weight, linears.0.bias, linears.1.weight, linears.1.bias"),
     ("self.act = nn.ELU()", "self.act = nn.ELU()\n        for lin in self.linears:\n            nn.init.normal_(lin.weight, std=10.0)",
@@ -43,21 +50,44 @@ def test_a_correct_pytorch_mlp_passes() -> None:
     assert "act (ELU), linears.1 (Linear), act (ELU)" in layers.detail  # one ELU module, called twice
 
 
-def test_activations_as_functions_pass(planted: Callable[..., Path]) -> None:
-    report = run_check(planted("torch_mlp", "mlp_pytorch.py", LOOP, "x = F.elu(linear(x))"))
-    assert report.ok, [(r.check, r.detail) for r in report.rows if r.status != PASS]
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (LOOP, "x = F.elu(linear(x))"),  # activations as functions
+        ("return self.linears[-1](x)", "return F.log_softmax(self.linears[-1](x), dim=1)"),  # harmless for CE
+        ("def forward(self, x):", "def forward(self, x):\n        x = x.float()"),  # a cast in forward
+        (LOOP, "x = self.drop(self.act(linear(x)))"),  # dropout between the layers (self.drop added below)
+    ],
+)
+def test_other_correct_styles_pass(planted: Callable[..., Path], old: str, new: str) -> None:
+    folder = planted("torch_mlp", "mlp_pytorch.py", old, new)
+    p = folder / "mlp_pytorch.py"
+    p.write_text(
+        p.read_text().replace(
+            "self.act = nn.ELU()", "self.act = nn.ELU()\n        self.drop = nn.Dropout(0.3)"
+        )
+    )
+    report = run_check(folder)
+    assert report.ok and all(r.status == PASS for r in report.rows), [
+        (r.check, r.detail) for r in report.rows if r.status != PASS
+    ]
 
 
 @pytest.mark.parametrize(("old", "new", "check", "status", "hint"), BUGS, ids=[b[4][:30] for b in BUGS])
 def test_planted_pytorch_mlp_mistake_is_named(
     planted: Callable[..., Path], old: str, new: str, check: str, status: str, hint: str
 ) -> None:
-    rows = run_check(planted("torch_mlp", "mlp_pytorch.py", old, new)).rows
+    folder = planted("torch_mlp", "mlp_pytorch.py", old, new)
+    rows = run_check(folder).rows
     hits = [r for r in rows if r.check == check]
+    lines = (folder / "mlp_pytorch.py").read_text().splitlines()
+    forward = next(i for i, line in enumerate(lines, 1) if "def forward" in line)
     assert hits and hits[0].status == status and hint in hits[0].detail, [
         (r.check, r.status, r.detail) for r in rows
     ]
-    assert hits[0].where.endswith("mlp_pytorch.py:8")  # the class
+    assert hits[0].where.endswith(
+        f"mlp_pytorch.py:{8 if check == 'parameters' else forward}"
+    )  # class or forward
 
 
 def test_the_template_folder_checks_both_mlps(tmp_path: Path) -> None:
@@ -73,3 +103,19 @@ def test_the_template_folder_checks_both_mlps(tmp_path: Path) -> None:
     modules = {r.module for r in report.rows}
     assert {"MLP (mlp_numpy.py)", "MLP (mlp_pytorch.py)"} <= modules
     assert report.ok, [(r.module, r.check, r.detail) for r in report.rows if r.status != PASS]
+
+
+def test_an_activation_module_after_the_output_layer_counts_even_where_it_changes_nothing(
+    planted: Callable[..., Path],
+) -> None:
+    """A ReLU on scores that happen to be positive leaves this batch unchanged: the module names it."""
+    folder = planted(
+        "torch_mlp", "mlp_pytorch.py", "return self.linears[-1](x)", "return self.out(self.linears[-1](x))"
+    )
+    p = folder / "mlp_pytorch.py"
+    p.write_text(
+        p.read_text().replace("self.act = nn.ELU()", "self.act = nn.ELU()\n        self.out = nn.ReLU()")
+    )
+    for seed in (0, 1, 2, 3):  # whatever the draw of the weights
+        layers = next(r for r in run_check(folder, seed=seed).rows if r.check == "layers")
+        assert layers.status == FAIL and "something is applied after it (out)" in layers.detail, layers.detail
