@@ -116,13 +116,15 @@ def rows(cls: type, rng: np.random.Generator, label: str | None = None) -> list[
     x = torch.tensor(rng.normal(size=(BATCH, N_CHANNELS, SIDE, SIDE)))
     y = torch.tensor(rng.integers(0, N_CLASSES, size=BATCH))
     rtol = PARITY_RTOL
-    user.double(), ref.double()
+    user.double()
+    ref.double()
     try:
         with C.calling(f"{name}.forward"):
             try:
                 calls = leaf_calls(user, x)
             except RuntimeError:  # a forward that casts (x.float()) runs in float32 only
-                user.float(), ref.float()
+                user.float()
+                ref.float()
                 x, rtol = x.float(), PARITY_RTOL_FLOAT32
                 calls = leaf_calls(user, x)
     except C.UserCodeError as e:
@@ -193,6 +195,13 @@ def _copy_weights(mine: list[LeafCall], theirs: list[LeafCall]) -> list[tuple[st
     return pairs
 
 
+def _between(calls: list[LeafCall], start: LeafCall | None, end: LeafCall) -> str:
+    """The modules called after ``start`` (or from the beginning) and before ``end``: "drop (Dropout), ..."."""
+    i = next(k for k, c in enumerate(calls) if c is start) + 1 if start is not None else 0
+    j = next(k for k, c in enumerate(calls) if c is end)
+    return ", ".join(f"{c.name} ({type(c.module).__name__})" for c in calls[i:j])
+
+
 def _parity_rows(
     name: str, user: tnn.Module, ref: tnn.Module, calls: tuple[list[LeafCall], list[LeafCall]],
     x: torch.Tensor, y: torch.Tensor, where: str, settings: tuple[bool, float],
@@ -200,14 +209,20 @@ def _parity_rows(
     pools, rtol = settings
     pairs = _copy_weights(*calls)
     with C.calling(f"{name}.forward"):
-        mine = _structural(leaf_calls(user, x, record=True), pools)
-    theirs = _structural(leaf_calls(ref, x, record=True), pools)
+        all_mine = leaf_calls(user, x, record=True)
+    all_theirs = leaf_calls(ref, x, record=True)
+    mine, theirs = _structural(all_mine, pools), _structural(all_theirs, pools)
     for i, (a, b) in enumerate(zip(mine, theirs, strict=True)):
         if not _agree(a.input, b.input, rtol):
             before = f"the output of {mine[i - 1].name} agrees" if i else "the model's input is the same"
+            between = _between(all_mine, mine[i - 1] if i else None, a)
             detail = (f"the input of {a.name} ({type(a.module).__name__}) differs from the reference's "
                       f"({b.name}) although {before}: the code between them differs (a residual addition "
-                      "left out or added, an activation or a normalisation in another place)")  # fmt: skip
+                      "left out or added, an activation or a normalisation in another place)"
+                      + (f"; between them this model calls {between}, the practical's ConvNet "
+                         + (f"calls {ref_between}" if (ref_between := _between(all_theirs, theirs[i - 1] if i else None, b))
+                            else "calls only functions (x + ..., torch.relu)")
+                         if between else ""))  # fmt: skip
             return [C.CheckRow(name, "vs the reference", C.FAIL, detail, where)]
         if not _agree(a.output, b.output, rtol):
             detail = (f"{a.name} gives another output than the reference's {b.name} on the same input: "

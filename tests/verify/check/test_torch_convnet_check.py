@@ -19,6 +19,8 @@ BUGS = [
      "the input of features.2 (Conv2d) differs from the reference's (conv1) although the output of features.1.conv agrees"),
     (BLOCK, "z = self.conv(self.bn(self.relu(x)))", "vs the reference",
      "the input of features.1.bn (BatchNorm2d) differs from the reference's (preact1.bn) although the output of features.0"),
+    (BLOCK, "z = self.conv(self.bn(self.relu(x)))", "vs the reference",
+     "between them this model calls features.1.relu (ReLU), the practical's ConvNet calls only functions"),
     (POOL, "return nn.MaxPool2d(kernel_size=2, stride=2)", "layers",
      "structural call 5 (modules with parameters and poolings, in forward order) is features.3: MaxPool2d(kernel_size=2"),
     ("self.bn = nn.BatchNorm2d(c)", "self.bn = nn.BatchNorm2d(c, eps=1e-3)", "vs the reference",
