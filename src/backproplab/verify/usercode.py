@@ -20,6 +20,8 @@ first on ``sys.path``, so ``from modules import *`` works as in the assignment):
   running statistics and test mode), ``softmax_loss``;
 * the practical's PyTorch ``ConvNet(n_channels, n_classes)`` (``convnet_pytorch.py``), layer by
   layer against the practical's PreAct ConvNet: :mod:`backproplab.verify.torch_convnet_check`;
+* CS231n's model classes (``fc_net.py``: a ``params`` dict and ``loss(X, y)``):
+  :mod:`backproplab.verify.cs231n_model_check`;
 * the training scripts' ``accuracy(predictions, targets)``: :mod:`backproplab.verify.accuracy_check`;
 * the practical's PyTorch ``MLP(n_inputs, n_hidden, n_classes)`` (an ``nn.Module``, in
   ``mlp_pytorch.py``): :mod:`backproplab.verify.torch_mlp_check`;
@@ -702,6 +704,10 @@ def _class_found(label: str, name: str, obj: type, loss_cls: type | None) -> lis
 
             return [Found(label, "PyTorch model", lambda rng: torch_convnet_check.rows(obj, rng, label))]
         return [_torch_mlp_found(label, obj)] if name == "MLP" else []
+    from backproplab.verify import cs231n_model_check
+
+    if cs231n_model_check.is_model_class(obj):
+        return [Found(label, "model", lambda rng: cs231n_model_check.rows(obj, rng, label))]
     if name in TEMPLATE_LAYERS:
         return [_layer_found(label, obj, TEMPLATE_LAYERS[name])]
     if name in TEMPLATE_LOSSES:

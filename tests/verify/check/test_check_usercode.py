@@ -607,3 +607,24 @@ def test_a_row_vector_bias_is_no_false_alarm(tmp_path: Path) -> None:
     assert report.ok and all(r.status == PASS for r in report.rows), [
         (r.module, r.check, r.detail) for r in report.rows if r.status != PASS
     ]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "check", "hint"),
+    [
+        ("loss, dout = softmax_loss(scores, y)", "loss, dout = softmax_loss(scores, y)\n        loss, dout = loss * len(y), dout * len(y)",
+         "loss vs PyTorch", "sum instead of mean"),
+        ('loss += 0.5 * self.reg * np.sum(self.params[f"W{i}"] ** 2)',
+         'loss += 0.5 * self.reg * (np.sum(self.params[f"W{i}"] ** 2) + np.sum(self.params[f"b{i}"] ** 2))',
+         "regularisation", "the biases are regularised too"),
+        ('grads[f"W{i}"] += self.reg * self.params[f"W{i}"]', 'grads[f"W{i}"] += 2 * self.reg * self.params[f"W{i}"]',
+         "gradient check", "max rel error"),
+    ],
+)  # fmt: skip
+def test_cs231n_model_class_mistakes_are_named(
+    planted: Callable[..., Path], old: str, new: str, check: str, hint: str
+) -> None:
+    rows = run_check(planted("cs231n", "fc_net.py", old, new), only="FullyConnectedNet").rows
+    hits = [r for r in rows if r.check == check and r.status == FAIL]
+    assert hits and hint in hits[0].detail, [(r.check, r.status, r.detail) for r in rows]
+    assert hits[0].where.endswith("fc_net.py:19")  # loss()
