@@ -1,6 +1,7 @@
-"""CS231n's model classes (``fc_net.py``: ``TwoLayerNet``, ``FullyConnectedNet``): a ``params`` dict of
-arrays (``W1``, ``b1``, ... with ``W`` of shape (in, out)) and ``loss(X, y=None)`` returning the scores
-without ``y`` and ``(loss, grads)`` with it. Rows:
+"""CS231n's model classes (``fc_net.py``: ``TwoLayerNet``, ``FullyConnectedNet``; assignment 1's
+``neural_net.py``: ``TwoLayerNet(input_size, hidden_size, output_size)`` with ``loss(X, y, reg)``): a
+``params`` dict of arrays (``W1``, ``b1``, ... with ``W`` of shape (in, out)) and ``loss(X, y=None)``
+returning the scores without ``y`` and ``(loss, grads)`` with it. Rows:
 
 * **scores**: ``loss(X)`` gives (N, C) scores;
 * **vs PyTorch** (``reg = 0``): the loss and every gradient against PyTorch's autograd on the
@@ -38,20 +39,23 @@ CHECKED_ELEMENTS = 20
 
 
 def is_model_class(cls: type) -> bool:
-    """A class with ``loss`` and a constructor taking ``num_classes`` (CS231n's model convention)."""
+    """A class with ``loss`` and a constructor taking ``num_classes`` (assignment 2) or
+    ``output_size`` (assignment 1's ``TwoLayerNet(input_size, hidden_size, output_size)``)."""
     try:
         names = set(inspect.signature(cls).parameters)
     except (TypeError, ValueError):
         return False
-    return callable(getattr(cls, "loss", None)) and "num_classes" in names
+    return callable(getattr(cls, "loss", None)) and bool({"num_classes", "output_size"} & names)
 
 
 def _build(cls: type) -> Any:
     names = inspect.signature(cls).parameters
-    kw: dict[str, Any] = {"num_classes": NUM_CLASSES}
+    kw: dict[str, Any] = {}
     for key, value in (
-        ("input_dim", INPUT_DIM), ("hidden_dims", list(HIDDEN)), ("hidden_dim", HIDDEN[0]), ("reg", 0.0),
-        ("weight_scale", 0.5), ("dtype", np.float64), ("seed", 0),
+        ("num_classes", NUM_CLASSES), ("output_size", NUM_CLASSES), ("input_dim", INPUT_DIM),
+        ("input_size", INPUT_DIM), ("hidden_dims", list(HIDDEN)), ("hidden_dim", HIDDEN[0]),
+        ("hidden_size", HIDDEN[0]), ("reg", 0.0), ("weight_scale", 0.5), ("std", 0.5), ("dtype", np.float64),
+        ("seed", 0),
     ):  # fmt: skip
         if key in names:
             kw[key] = value
@@ -106,9 +110,16 @@ def rows(cls: type, rng: np.random.Generator, label: str | None = None) -> list[
     return out
 
 
+def _set_reg(model: Any, reg: float) -> None:
+    """The regularisation strength: the ``reg`` attribute (assignment 2), or the ``reg`` argument of
+    ``loss`` (assignment 1), which :func:`_loss` passes."""
+    model.reg = reg
+
+
 def _loss(model: Any, x: np.ndarray, y: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
+    takes_reg = "reg" in inspect.signature(model.loss).parameters
     with C.calling(f"{type(model).__name__}.loss(X, y)"):
-        result = model.loss(x.copy(), y)
+        result = model.loss(x.copy(), y, reg=model.reg) if takes_reg else model.loss(x.copy(), y)
     if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict)):
         raise C.UserCodeError(f"{type(model).__name__}.loss(X, y)", TypeError("expected (loss, grads dict)"))
     return float(result[0]), {k: np.asarray(v, dtype=np.float64) for k, v in result[1].items()}
@@ -126,7 +137,7 @@ def _torch_rows(name: str, model: Any, x: np.ndarray, y: np.ndarray, where: str)
     import torch
     import torch.nn.functional as F
 
-    model.reg = 0.0
+    _set_reg(model, 0.0)
     value, grads = _loss(model, x, y)
     tparams = {k: torch.tensor(v, requires_grad=True) for k, v in model.params.items()}
     h = torch.tensor(x)
@@ -161,7 +172,7 @@ def _torch_rows(name: str, model: Any, x: np.ndarray, y: np.ndarray, where: str)
 def _gradcheck_rows(
     name: str, model: Any, x: np.ndarray, y: np.ndarray, rng: np.random.Generator, where: str
 ) -> list[C.CheckRow]:
-    model.reg = REG
+    _set_reg(model, REG)
     _, grads = _loss(model, x, y)
     worst, worst_key = 0.0, ""
     for k, p in model.params.items():
@@ -195,9 +206,9 @@ def _gradcheck_rows(
 
 
 def _reg_rows(name: str, model: Any, x: np.ndarray, y: np.ndarray, where: str) -> list[C.CheckRow]:
-    model.reg = 0.0
+    _set_reg(model, 0.0)
     base = _loss(model, x, y)[0]
-    model.reg = REG
+    _set_reg(model, REG)
     with_reg = _loss(model, x, y)[0]
     layers = _weights(model.params)
     w2 = sum(float((model.params[w] ** 2).sum()) for w, _ in layers)
