@@ -633,7 +633,9 @@ def test_cs231n_model_class_mistakes_are_named(
 def test_an_assignment_1_two_layer_net_with_reg_as_an_argument_passes(planted: Callable[..., Path]) -> None:
     report = run_check(FIXTURES / "cs231n_a1")
     assert report.found == ["TwoLayerNet (model)"]
-    assert report.ok and all(r.status == PASS for r in report.rows), [(r.check, r.detail) for r in report.rows]
+    assert report.ok and all(r.status == PASS for r in report.rows), [
+        (r.check, r.detail) for r in report.rows
+    ]
     assert "reg * sum(W^2), assignment 1's convention" in report.rows[-1].detail
     wrong = planted("cs231n_a1", "neural_net.py", "d /= N", "")  # a sum over the batch
     fails = [r for r in run_check(wrong).rows if r.status == FAIL]
