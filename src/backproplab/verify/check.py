@@ -29,7 +29,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -41,7 +40,7 @@ from backproplab import nn
 from backproplab.training.optimizers import OptimizerSpec
 from backproplab.verify import hints as H
 from backproplab.verify.diff import TensorDiff, tensor_diff
-from backproplab.verify.failing_line import failing_line
+from backproplab.verify.failing_line import failing_line, user_frame
 from backproplab.verify.gradcheck import (
     DEFAULT_EPS,
     WRONG_MIN_REL_ERROR,
@@ -127,16 +126,6 @@ class CheckReport:
 
 
 # ---------------------------------------------------------------------------- user exceptions
-def user_frame(exc: BaseException, files: set[str] | None = None) -> str:
-    """``file:line`` of the innermost traceback frame in the user's code (not NumPy's or ours)."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    for fr in reversed(frames):
-        f = fr.filename
-        if (files and f in files) or (not files and "site-packages" not in f and "backproplab" not in f):
-            return f"{f}:{fr.lineno}"
-    return ""
-
-
 class UserCodeError(Exception):
     """An exception raised inside the user's code, with the call that raised it."""
 

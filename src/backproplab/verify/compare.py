@@ -342,9 +342,9 @@ def _dropout_mode_row(
     )  # fmt: skip
 
 
-def working_dtype(model: ModelView, output: np.ndarray) -> str:
-    """ "float32" when the NumPy model's parameters or output are float32 (or narrower), else "float64"."""
-    dtypes = [np.asarray(p.value).dtype for _, p in model.named_params()] + [np.asarray(output).dtype]
+def working_dtype(model: ModelView, scores: np.ndarray) -> str:
+    """ "float32" when the NumPy model's parameters or scores are float32 (or narrower), else "float64"."""
+    dtypes = [np.asarray(p.value).dtype for _, p in model.named_params()] + [np.asarray(scores).dtype]
     narrow = any(np.issubdtype(d, np.floating) and d.itemsize < 8 for d in dtypes)
     return "float32" if narrow else "float64"
 
@@ -369,11 +369,7 @@ def _loss_row(
     )  # fmt: skip
     detail = H.diagnose(ctx)[0]
     upstream = next(
-        (
-            r
-            for r in layer_rows
-            if r.status == C.FAIL and (r.check.endswith("output vs PyTorch") or "never called" in r.detail)
-        ),
+        (r for r in layer_rows if r.status == C.FAIL and r.check.endswith("output vs PyTorch")),
         None,
     )
     if upstream is not None:
@@ -429,12 +425,7 @@ def compare(
         raise ShapeError(
             f"compare: found no layers in {type(numpy_model).__name__}: keep them in a list attribute or pass layers="
         )
-    with C.calling(f"{npm.name}.forward"):
-        scores = npm.forward(x)
-    loss_view = C.loss_convention(
-        as_loss_view(loss, npm), np.random.default_rng(seed)
-    )  # index or one-hot targets
-    dtype = working_dtype(npm, scores)
+    loss_view = C.loss_convention(as_loss_view(loss, npm), np.random.default_rng(seed))  # index or one-hot
     twin = copy.deepcopy(torch_model).double()  # in the mode the user left it (eval: Dropout off)
     leaves = torch_leaves(twin, x)
     pairs = pair_layers(npm.layers, leaves)
@@ -443,7 +434,8 @@ def compare(
     # 1. the NumPy passes, recorded; weights into the twin (layouts resolved on the recorded inputs),
     # and the twin's random Dropouts replaced by the masks the NumPy layers drew
     with npm.record() as records:
-        value, _, _ = C.loss_and_backward(npm, loss_view, x, y)
+        value, dscores, _ = C.loss_and_backward(npm, loss_view, x, y)
+    dtype = working_dtype(npm, dscores)  # the gradient of the scores has their dtype
     names = _copy_weights(pairs, twin, [r.input for r in records], [r.output for r in records])
     masks = _share_dropout_masks(pairs, records, twin)
     modules = dict(twin.named_modules())
@@ -453,7 +445,7 @@ def compare(
             rows.append(
                 C.CheckRow(
                     view.name,
-                    "vs PyTorch",
+                    "output vs PyTorch",
                     C.FAIL,
                     "the model's forward/backward never called this layer",
                     view.where,

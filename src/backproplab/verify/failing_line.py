@@ -25,14 +25,25 @@ import numpy as np
 MAX_LISTED = 6
 
 
-def _innermost_user_frame(tb: TracebackType | None) -> tuple[FrameType, int] | None:
+def innermost_user_frame(exc: BaseException, files: set[str] | None = None) -> tuple[FrameType, int] | None:
+    """(frame, line number) of the innermost traceback entry in the user's code: in one of
+    ``files``, or else in no installed package and not in backproplab."""
     found = None
+    tb: TracebackType | None = exc.__traceback__
     while tb is not None:
         file = tb.tb_frame.f_code.co_filename
-        if "site-packages" not in file and "backproplab" not in file and not file.startswith("<"):
+        if (files and file in files) or (
+            not files and "site-packages" not in file and "backproplab" not in file
+        ):
             found = (tb.tb_frame, tb.tb_lineno)
         tb = tb.tb_next
     return found
+
+
+def user_frame(exc: BaseException, files: set[str] | None = None) -> str:
+    """``file:line`` of :func:`innermost_user_frame`, or "" when the traceback has none."""
+    found = innermost_user_frame(exc, files)
+    return "" if found is None else f"{found[0].f_code.co_filename}:{found[1]}"
 
 
 def _plain(node: ast.AST) -> bool:
@@ -56,7 +67,7 @@ def _shape(a: Any) -> str:
 def failing_line(exc: BaseException) -> str:
     """``in `<line>`: name 4x3, ...`` for the user's line that raised ``exc``, or "" when the line
     or its arrays cannot be told."""
-    found = _innermost_user_frame(exc.__traceback__)
+    found = innermost_user_frame(exc)
     if found is None:
         return ""
     frame, lineno = found

@@ -582,7 +582,8 @@ class _Recording:
 
             def forward(x: Any, *a: Any, _f: Any = fwd, _r: LayerRecord = rec, **k: Any) -> Any:
                 first = _r.input is None
-                x_in = np.array(x, dtype=np.float64) if first else None  # before a forward that writes into x
+                # copied before a forward that writes into x
+                x_in = np.array(x, dtype=np.float64) if first else None
                 out = _f(x, *a, **k)
                 if first:
                     _r.input, _r.output = x_in, np.array(out, dtype=np.float64)
@@ -590,9 +591,8 @@ class _Recording:
 
             def backward(g: Any, *a: Any, _b: Any = bwd, _r: LayerRecord = rec, **k: Any) -> Any:
                 first = _r.grad_output is None
-                g_in = (
-                    np.array(g, dtype=np.float64) if first else None
-                )  # before a backward that writes into g
+                # copied before a backward that writes into g
+                g_in = np.array(g, dtype=np.float64) if first else None
                 dx = _b(g, *a, **k)
                 if first:
                     _r.grad_output = g_in

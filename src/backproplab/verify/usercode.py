@@ -37,6 +37,7 @@ each, labelled with its file.
 
 from __future__ import annotations
 
+import collections
 import functools
 import importlib
 import inspect
@@ -52,6 +53,7 @@ import numpy as np
 
 from backproplab.errors import DataError
 from backproplab.verify import check as C
+from backproplab.verify import cs231n_model_check
 from backproplab.verify.mlp_structure import mlp_structure_problems
 from backproplab.verify.protocol import (
     LayerView,
@@ -662,10 +664,19 @@ def _is_torch_module(cls: type) -> bool:
     return torch is not None and issubclass(cls, torch.nn.Module)
 
 
-def _torch_mlp_found(label: str, cls: type) -> Found:
-    from backproplab.verify import torch_mlp_check
+#: The user's PyTorch model classes checked, by name -> the verify module whose ``rows`` checks them.
+TORCH_MODEL_CHECKS = {"MLP": "torch_mlp_check", "ConvNet": "torch_convnet_check"}
 
-    return Found(label, "PyTorch model", lambda rng: torch_mlp_check.rows(cls, rng, label))
+
+def _rows_found(label: str, what: str, module: str, obj: Any) -> Found:
+    """``backproplab.verify.<module>.rows(obj, rng, label)`` as a Found (imported when it runs: the
+    PyTorch checks import torch)."""
+
+    def run(rng: np.random.Generator) -> list[C.CheckRow]:
+        rows = importlib.import_module(f"backproplab.verify.{module}").rows
+        return rows(obj, rng, label)
+
+    return Found(label, what, run)
 
 
 def discover(modules: list[types.ModuleType]) -> list[Found]:
@@ -674,15 +685,8 @@ def discover(modules: list[types.ModuleType]) -> list[Found]:
     labelled with its file."""
     found: list[Found] = []
     owns = [(mod, _own(mod)) for mod in modules]
-    defined: dict[str, Any] = {}
-    for _, own in owns:
-        for n, v in own.items():
-            defined.setdefault(n, v)
-    files_of: dict[str, int] = {}
-    for _, own in owns:
-        for n in own:
-            files_of[n] = files_of.get(n, 0) + 1
-    loss_cls = next((defined[n] for n in TEMPLATE_LOSSES if n in defined), None)
+    files_of = collections.Counter(n for _, own in owns for n in own)
+    loss_cls = next((own[n] for _, own in owns for n in TEMPLATE_LOSSES if n in own), None)
     for mod, own in owns:
         for name, obj in own.items():
             label = name if files_of[name] == 1 else f"{name} ({Path(mod.__file__ or name).name})"
@@ -699,15 +703,10 @@ def _class_found(label: str, name: str, obj: type, loss_cls: type | None) -> lis
 
         return [Found(label, "layernorm", functools.partial(layernorm_check.rows, obj))]
     if _is_torch_module(obj):
-        if name == "ConvNet":
-            from backproplab.verify import torch_convnet_check
-
-            return [Found(label, "PyTorch model", lambda rng: torch_convnet_check.rows(obj, rng, label))]
-        return [_torch_mlp_found(label, obj)] if name == "MLP" else []
-    from backproplab.verify import cs231n_model_check
-
+        check = TORCH_MODEL_CHECKS.get(name)
+        return [] if check is None else [_rows_found(label, "PyTorch model", check, obj)]
     if cs231n_model_check.is_model_class(obj):
-        return [Found(label, "model", lambda rng: cs231n_model_check.rows(obj, rng, label))]
+        return [_rows_found(label, "model", "cs231n_model_check", obj)]
     if name in TEMPLATE_LAYERS:
         return [_layer_found(label, obj, TEMPLATE_LAYERS[name])]
     if name in TEMPLATE_LOSSES:
@@ -725,25 +724,17 @@ def _class_found(label: str, name: str, obj: type, loss_cls: type | None) -> lis
 
 def _function_found(label: str, name: str, obj: Callable[..., Any], own: dict[str, Any]) -> list[Found]:
     if name == "accuracy":
-        from backproplab.verify import accuracy_check
-
-        return [Found(label, "metric", lambda rng: accuracy_check.rows(obj, rng, label))]
+        return [_rows_found(label, "metric", "accuracy_check", obj)]
     if name == "softmax_loss":
         return [
             Found(name, "loss", functools.partial(C.loss_rows, functools.partial(functional_loss_view, obj)))
         ]
-    found = [
-        _cs231n_found(base, obj, own[f"{base}_backward{suffix}"])
+    return [
+        _cs231n_found(base, obj, own[f"{base}_backward{back}"], alt=back == "_alt")
         for base in CS231N_LAYERS
-        for suffix in ("", "_naive")
-        if name == f"{base}_forward{suffix}" and f"{base}_backward{suffix}" in own
+        for fwd, back in (("", ""), ("_naive", "_naive"), ("", "_alt"))
+        if name == f"{base}_forward{fwd}" and f"{base}_backward{back}" in own
     ]
-    found += [
-        _cs231n_found(base, obj, own[f"{base}_backward_alt"], alt=True)
-        for base in CS231N_LAYERS
-        if name == f"{base}_forward" and f"{base}_backward_alt" in own
-    ]
-    return found
 
 
 def run_check(path: str | Path, seed: int = 0, only: str | None = None) -> C.CheckReport:
